@@ -1,0 +1,34 @@
+"""metaxy_core: sample-level, field-level data versioning for multimodal pipelines."""
+
+from metaxy_core.config import MetaxyConfig as MetaxyConfig
+from metaxy_core.config import StoreConfig as StoreConfig
+from metaxy_core.config import get_config as get_config
+from metaxy_core.config import init as init
+from metaxy_core.config import load_config as load_config
+from metaxy_core.config import set_config as set_config
+from metaxy_core.errors import ConfigError as ConfigError
+from metaxy_core.errors import FeatureDefinitionError as FeatureDefinitionError
+from metaxy_core.errors import FeatureNotFoundError as FeatureNotFoundError
+from metaxy_core.errors import InvalidKeyError as InvalidKeyError
+from metaxy_core.errors import MetadataValidationError as MetadataValidationError
+from metaxy_core.errors import MetaxyError as MetaxyError
+from metaxy_core.errors import ResolveError as ResolveError
+from metaxy_core.errors import StoreError as StoreError
+from metaxy_core.feature import BaseFeature as BaseFeature
+from metaxy_core.feature import Feature as Feature
+from metaxy_core.graph import FeatureGraph as FeatureGraph
+from metaxy_core.keys import FeatureKey as FeatureKey
+from metaxy_core.keys import FieldKey as FieldKey
+from metaxy_core.spec import ALL as ALL
+from metaxy_core.spec import FeatureDep as FeatureDep
+from metaxy_core.spec import FeatureSpec as FeatureSpec
+from metaxy_core.spec import FieldDep as FieldDep
+from metaxy_core.spec import FieldSpec as FieldSpec
+from metaxy_core.spec import LineageRelationship as LineageRelationship
+
+__version__ = "0.1.0"
+
+from metaxy_core.increment import Increment as Increment
+from metaxy_core.stores.base import MetadataStore as MetadataStore
+from metaxy_core.stores.duckdb import DuckDBMetadataStore as DuckDBMetadataStore
+from metaxy_core.stores.memory import InMemoryMetadataStore as InMemoryMetadataStore

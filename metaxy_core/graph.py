@@ -1,0 +1,253 @@
+"""The feature graph: registration, validation, topological order and field-level parents.
+
+Feature classes register themselves in the *active* graph when defined. Tests and notebooks isolate
+themselves with ``with FeatureGraph().use(): ...``.
+"""
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from metaxy_core.errors import FeatureDefinitionError, FeatureNotFoundError
+from metaxy_core.keys import FeatureKey, FieldKey
+from metaxy_core.spec import ALL, FeatureSpec
+
+if TYPE_CHECKING:
+    from metaxy_core.feature import BaseFeature
+
+SYSTEM_COLUMN_PREFIX = "metaxy_"
+
+
+@dataclass(frozen=True, order=True)
+class FieldRef:
+    """A field of a feature; orders by its fully qualified name ``"<feature>.<field>"``."""
+
+    fq: str
+    feature: FeatureKey
+    field: FieldKey
+
+    @classmethod
+    def of(cls, feature: FeatureKey, field: FieldKey) -> "FieldRef":
+        return cls(fq=f"{feature}.{field}", feature=feature, field=field)
+
+
+class FeatureGraph:
+    """A set of feature classes keyed by feature key."""
+
+    _default: ClassVar["FeatureGraph | None"] = None
+    _active: ClassVar[ContextVar["FeatureGraph | None"]] = ContextVar("metaxy_active_graph", default=None)
+
+    def __init__(self) -> None:
+        self.features_by_key: dict[FeatureKey, type[BaseFeature]] = {}
+        self._cache: dict[Any, Any] = {}
+
+    # -- activation -------------------------------------------------------------------------------
+    @classmethod
+    def get_active(cls) -> "FeatureGraph":
+        graph = cls._active.get()
+        if graph is not None:
+            return graph
+        if cls._default is None:
+            cls._default = FeatureGraph()
+        return cls._default
+
+    @contextmanager
+    def use(self) -> Iterator["FeatureGraph"]:
+        """Make this graph the active one inside the ``with`` block."""
+        token = self._active.set(self)
+        try:
+            yield self
+        finally:
+            self._active.reset(token)
+
+    # -- registration -----------------------------------------------------------------------------
+    def add_feature(self, cls: "type[BaseFeature]") -> None:
+        spec = cls.spec
+        existing = self.features_by_key.get(spec.key)
+        if existing is not None and existing is not cls:
+            same_definition = (existing.__module__, existing.__qualname__) == (cls.__module__, cls.__qualname__)
+            if not same_definition:
+                raise FeatureDefinitionError(
+                    f"Feature key '{spec.key}' is already used by {existing.__module__}.{existing.__qualname__}; "
+                    f"{cls.__module__}.{cls.__qualname__} must use another key (or define it in an isolated "
+                    "graph with `with mx.FeatureGraph().use(): ...`)."
+                )
+        self._validate(cls)
+        self.features_by_key[spec.key] = cls
+        self._cache.clear()
+        try:
+            self._check_cycles()
+        except FeatureDefinitionError:
+            if existing is None:
+                del self.features_by_key[spec.key]
+            else:
+                self.features_by_key[spec.key] = existing
+            raise
+
+    def _validate(self, cls: "type[BaseFeature]") -> None:
+        spec = cls.spec
+        name = f"Feature '{spec.key}' ({cls.__name__})"
+        for column in cls.model_fields:
+            if column.startswith(SYSTEM_COLUMN_PREFIX):
+                raise FeatureDefinitionError(
+                    f"{name} declares column '{column}', but the '{SYSTEM_COLUMN_PREFIX}' prefix is reserved "
+                    "for system columns: rename the column."
+                )
+        for column in spec.id_columns:
+            if column.startswith(SYSTEM_COLUMN_PREFIX):
+                raise FeatureDefinitionError(
+                    f"{name}: id column '{column}' uses the reserved '{SYSTEM_COLUMN_PREFIX}' prefix: rename it."
+                )
+        dep_keys = {d.feature for d in spec.deps}
+        for dep in spec.deps:
+            if dep.feature == spec.key:
+                raise FeatureDefinitionError(f"{name} depends on itself: this is a cycle; remove that dependency.")
+            if dep.feature not in self.features_by_key:
+                known = ", ".join(sorted(str(k) for k in self.features_by_key)) or "none"
+                raise FeatureDefinitionError(
+                    f"{name} depends on unknown feature '{dep.feature}'. Define that feature before "
+                    f"this one (or fix the key). Known features: {known}."
+                )
+        for f in spec.fields:
+            if f.deps is None or f.deps is ALL:
+                continue
+            for fdep in f.deps:
+                if fdep.feature not in dep_keys:
+                    raise FeatureDefinitionError(
+                        f"{name}, field '{f.key}': FieldDep on '{fdep.feature}', which is not among the feature's "
+                        f"deps ({', '.join(sorted(map(str, dep_keys))) or 'none'}). Add FeatureDep(feature="
+                        f"'{fdep.feature}') to the spec's deps."
+                    )
+                if fdep.fields is ALL:
+                    continue
+                upstream_fields = set(self.features_by_key[fdep.feature].spec.field_keys)
+                for uf in fdep.fields:
+                    if uf not in upstream_fields:
+                        raise FeatureDefinitionError(
+                            f"{name}, field '{f.key}': depends on field '{uf}' of '{fdep.feature}', which has no "
+                            f"such field (it has: {', '.join(sorted(map(str, upstream_fields)))})."
+                        )
+
+    def _check_cycles(self) -> None:
+        state: dict[FeatureKey, int] = {}
+
+        def visit(key: FeatureKey, path: list[FeatureKey]) -> None:
+            if state.get(key) == 2:
+                return
+            if state.get(key) == 1:
+                cycle = " -> ".join(str(k) for k in [*path[path.index(key) :], key])
+                raise FeatureDefinitionError(f"Dependency cycle between features: {cycle}. Remove one of these deps.")
+            state[key] = 1
+            cls = self.features_by_key.get(key)
+            if cls is not None:
+                for dep in cls.spec.deps:
+                    visit(dep.feature, [*path, key])
+            state[key] = 2
+
+        for key in sorted(self.features_by_key):
+            visit(key, [])
+
+    def remove_feature(self, key: FeatureKey | str) -> None:
+        self.features_by_key.pop(FeatureKey(key), None)
+        self._cache.clear()
+
+    # -- lookup -----------------------------------------------------------------------------------
+    def get_feature(self, key: "FeatureKey | str | list[str] | type[BaseFeature]") -> "type[BaseFeature]":
+        if isinstance(key, type):
+            return key
+        fkey = FeatureKey(key)
+        try:
+            return self.features_by_key[fkey]
+        except KeyError:
+            known = ", ".join(sorted(str(k) for k in self.features_by_key)) or "none"
+            raise FeatureNotFoundError(f"Unknown feature '{fkey}'. Known features: {known}.") from None
+
+    def get_spec(self, key: FeatureKey) -> FeatureSpec:
+        return self.get_feature(key).spec
+
+    def __contains__(self, key: object) -> bool:
+        try:
+            return FeatureKey(key) in self.features_by_key  # type: ignore[arg-type]
+        except Exception:
+            return False
+
+    def __len__(self) -> int:
+        return len(self.features_by_key)
+
+    def topological_order(self) -> list[FeatureKey]:
+        """Every feature after its dependencies; ties broken by key for determinism."""
+        order: list[FeatureKey] = []
+        done: set[FeatureKey] = set()
+
+        def visit(key: FeatureKey) -> None:
+            if key in done:
+                return
+            done.add(key)
+            for dep in sorted(d.feature for d in self.features_by_key[key].spec.deps):
+                visit(dep)
+            order.append(key)
+
+        for key in sorted(self.features_by_key):
+            visit(key)
+        return order
+
+    def downstream_of(self, key: FeatureKey) -> list[FeatureKey]:
+        """All features that (transitively) depend on ``key``, in topological order."""
+        result: set[FeatureKey] = set()
+        for k in self.topological_order():
+            if any(d.feature == key or d.feature in result for d in self.features_by_key[k].spec.deps):
+                result.add(k)
+        return [k for k in self.topological_order() if k in result]
+
+    def field_parents(self, key: FeatureKey, field: FieldKey) -> list[FieldRef]:
+        """Upstream fields that ``key.field`` depends on, de-duplicated and sorted by ``fq``."""
+        cache_key = ("parents", key, field)
+        if cache_key in self._cache:
+            return self._cache[cache_key]
+        spec = self.get_spec(key)
+        fspec = next(f for f in spec.fields if f.key == field)
+        parents: set[FieldRef] = set()
+        if fspec.deps is ALL:
+            for dep in spec.deps:
+                for uf in self.get_spec(dep.feature).field_keys:
+                    parents.add(FieldRef.of(dep.feature, uf))
+        elif fspec.deps is None:
+            for dep in spec.deps:
+                upstream = self.get_spec(dep.feature).field_keys
+                chosen = [field] if field in upstream else upstream
+                for uf in chosen:
+                    parents.add(FieldRef.of(dep.feature, uf))
+        else:
+            for fdep in fspec.deps:
+                chosen = self.get_spec(fdep.feature).field_keys if fdep.fields is ALL else list(fdep.fields)
+                for uf in chosen:
+                    parents.add(FieldRef.of(fdep.feature, uf))
+        result = sorted(parents)
+        self._cache[cache_key] = result
+        return result
+
+    # -- versions (see metaxy_core.versions) -------------------------------------------------------
+    def _versions(self) -> "Any":
+        from metaxy_core.config import get_config
+        from metaxy_core.versions import GraphVersions
+
+        hash_length = get_config().hash_length
+        cache_key = ("versions", hash_length)
+        if cache_key not in self._cache:
+            self._cache[cache_key] = GraphVersions(self, hash_length)
+        return self._cache[cache_key]
+
+    def feature_version(self, key: FeatureKey | str) -> str:
+        return self._versions().feature_version(FeatureKey(key))
+
+    def feature_code_version(self, key: FeatureKey | str) -> str:
+        return self._versions().feature_code_version(FeatureKey(key))
+
+    def field_versions(self, key: FeatureKey | str) -> dict[str, str]:
+        return self._versions().field_versions(FeatureKey(key))
+
+    @property
+    def snapshot_version(self) -> str:
+        return self._versions().snapshot_version()

@@ -1,0 +1,107 @@
+"""User column types: from a feature class's annotations to polars dtypes, with lossless coercion.
+
+A feature that declares columns is strict: writes must carry its required columns and no others.
+A feature that declares none (``pass``) accepts any user columns. Values are coerced to the declared
+type only when no information is lost (int -> str, int -> float, narrower -> wider).
+"""
+
+import datetime as dt
+import types
+import typing
+from typing import Any
+
+import polars as pl
+
+from metaxy_core import columns as C
+from metaxy_core.errors import MetadataValidationError
+
+if typing.TYPE_CHECKING:
+    from metaxy_core.feature import BaseFeature
+    from metaxy_core.lineage import TableSchema
+
+_SCALARS: dict[Any, pl.DataType] = {
+    str: pl.String(),
+    int: pl.Int64(),
+    float: pl.Float64(),
+    bool: pl.Boolean(),
+    bytes: pl.Binary(),
+    dt.date: pl.Date(),
+    dt.datetime: pl.Datetime("us"),
+}
+
+
+def polars_dtype(annotation: Any) -> tuple[pl.DataType | None, bool]:
+    """(dtype or None when unknown, nullable) for a type annotation."""
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(annotation) if a is not type(None)]
+        nullable = len(args) < len(typing.get_args(annotation))
+        if len(args) == 1:
+            return polars_dtype(args[0])[0], nullable
+        return None, nullable
+    if origin is list:
+        (inner,) = typing.get_args(annotation) or (Any,)
+        inner_dtype, _ = polars_dtype(inner)
+        return (pl.List(inner_dtype) if inner_dtype is not None else None), False
+    return _SCALARS.get(annotation), False
+
+
+def _lossless(src: pl.DataType, dst: pl.DataType) -> bool:
+    if src == dst or src == pl.Null:
+        return True
+    if src.is_integer() and (dst == pl.String or dst.is_float()):
+        return True
+    if src.is_integer() and dst.is_integer():
+        return dst == pl.Int64 or (src.is_unsigned() and dst == pl.UInt64)
+    if src.is_float() and dst.is_float():
+        return dst == pl.Float64
+    if isinstance(src, pl.Datetime) and isinstance(dst, pl.Datetime):
+        return True
+    return isinstance(src, pl.List) and isinstance(dst, pl.List) and _lossless(src.inner, dst.inner)
+
+
+def coerce_declared_columns(
+    cls: "type[BaseFeature]",
+    frame: pl.DataFrame,
+    *,
+    strict_unknown: bool,
+    stored: "TableSchema | None" = None,
+) -> pl.DataFrame:
+    key = cls.spec.key
+    ids = set(cls.spec.id_columns)
+    declared = cls.model_fields
+    casts: list[pl.Expr] = []
+    for name, info in declared.items():
+        dtype, nullable = polars_dtype(info.annotation)
+        if name not in frame.columns:
+            if not strict_unknown:
+                continue
+            if nullable or not info.is_required():
+                fill = info.default if not info.is_required() and info.default is not None else None
+                casts.append(pl.lit(fill, dtype=dtype).alias(name))
+                continue
+            raise MetadataValidationError(
+                f"write({key}): missing column '{name}' declared on {cls.__name__}. Add it to the frame, or make it "
+                f"optional on the class (`{name}: ... | None = None`)."
+            )
+        if dtype is None:
+            continue
+        src = frame.schema[name]
+        if src == dtype:
+            continue
+        if not _lossless(src, dtype):
+            raise MetadataValidationError(
+                f"write({key}): column '{name}' has type {src}, but {cls.__name__} declares {dtype}; convert it "
+                "before writing (only lossless conversions such as int -> str or int -> float are automatic)."
+            )
+        if isinstance(dtype, pl.Datetime) and isinstance(src, pl.Datetime):
+            continue  # keep the caller's unit/zone: equal instants either way
+        casts.append(pl.col(name).cast(dtype))
+    if strict_unknown and declared:
+        unknown = [c for c in frame.columns if c not in declared and c not in ids and not C.is_system(c)]
+        if unknown:
+            raise MetadataValidationError(
+                f"write({key}): column(s) {unknown} are not declared on {cls.__name__} (declared: "
+                f"{list(declared)}, ids: {sorted(ids)}). Declare them on the class or drop them before writing."
+            )
+    return frame.with_columns(casts) if casts else frame

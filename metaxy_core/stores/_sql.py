@@ -1,0 +1,227 @@
+"""SQL rendering of a :class:`ResolvePlan`.
+
+One query computes expected provenance (upstream join + per-field hashes) and compares it with the
+stored current rows in a single FULL OUTER JOIN, labelling each differing key ``new``, ``stale`` or
+``orphaned``. Engine differences (hash functions, struct syntax, list filters) live in
+:class:`SqlDialect`; subclasses override only what differs.
+"""
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from metaxy_core import columns as C
+from metaxy_core.errors import ResolveError
+from metaxy_core.lineage import DepPlan, FieldPlan, ResolvePlan, TableSchema, field_column
+from metaxy_core.provenance import check_hash_settings, full_length
+
+STATUS = "__metaxy_status"
+STORED_PBF = "__metaxy_stored_pbf"
+STORED_PROV = "__metaxy_stored_prov"
+
+
+def q(name: str) -> str:
+    """Quote an identifier."""
+    return '"' + name.replace('"', '""') + '"'
+
+
+def lit(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+@dataclass
+class SqlDialect:
+    algorithm: str = "sha256"
+    hash_length: int = 16
+
+    def __post_init__(self) -> None:
+        check_hash_settings(self.algorithm, self.hash_length)
+
+    def hash(self, parts: Sequence[str]) -> str:
+        """Hash of the canonical string of SQL expressions ``parts`` (NULL parts -> '')."""
+        text = "concat_ws('|', " + ", ".join(parts) + ")" if len(parts) > 1 else parts[0]
+        fn = f"sha256({text})" if self.algorithm == "sha256" else f"md5({text})"
+        if self.hash_length < full_length(self.algorithm):
+            return f"substr({fn}, 1, {self.hash_length})"
+        return fn
+
+    @staticmethod
+    def part(expr: str) -> str:
+        return f"coalesce(CAST({expr} AS VARCHAR), '')"
+
+    @staticmethod
+    def struct_field(column: str, field: str) -> str:
+        return f"{column}.{q(field)}"
+
+    @staticmethod
+    def struct_pack(items: Sequence[tuple[str, str]]) -> str:
+        return "struct_pack(" + ", ".join(f"{q(k)} := {v}" for k, v in items) + ")"
+
+    @staticmethod
+    def list_of_non_null(items: Sequence[str]) -> str:
+        if not items:
+            return "CAST([] AS VARCHAR[])"
+        return "list_filter([" + ", ".join(items) + "], lambda x: x IS NOT NULL)"
+
+    @staticmethod
+    def string_agg_ordered(expr: str, order: str) -> str:
+        return f"string_agg({expr}, '|' ORDER BY {order})"
+
+    @staticmethod
+    def null_string() -> str:
+        return "CAST(NULL AS VARCHAR)"
+
+
+def _where(clauses: Sequence[str]) -> str:
+    return (" WHERE " + " AND ".join(f"({c})" for c in clauses)) if clauses else ""
+
+
+INTEGER_TYPES = ("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT", "UINTEGER", "UBIGINT")
+
+
+def dep_sql(d: SqlDialect, dep: DepPlan, source: str, upstream_schema: TableSchema) -> str:
+    """One dependency as a subquery: carried columns plus one data-version column per upstream field."""
+    dv = C.DATA_VERSION_BY_FIELD
+    if dep.lineage != "aggregation":
+        cols = [f"{q(src)} AS {q(out)}" for src, out in dep.carried]
+        for f, present in dep.dv_fields.items():
+            value = d.struct_field(q(dv), f) if present else d.null_string()
+            cols.append(f"{value} AS {q(dep.dv_column(f))}")
+        return f"SELECT {', '.join(cols)} FROM ({source}) AS u"
+    for col in dep.member_ids:
+        ctype = upstream_schema.types.get(col, "VARCHAR").upper()
+        if ctype != "VARCHAR" and ctype not in INTEGER_TYPES:
+            raise ResolveError(
+                f"Aggregation over '{dep.feature}': id column '{col}' has type {ctype}; aggregation needs string or "
+                "integer ids (their text form orders the members)."
+            )
+    member = "concat_ws('|', " + ", ".join(f"CAST({q(c)} AS VARCHAR)" for c in dep.member_ids) + ")"
+    group = [q(src) for src, _ in dep.carried]
+    cols = [f"{q(src)} AS {q(out)}" for src, out in dep.carried]
+    for f, present in dep.dv_fields.items():
+        value = d.struct_field(q(dv), f) if present else d.null_string()
+        agg = d.string_agg_ordered(f"__metaxy_member || '|' || {d.part(value)}", "__metaxy_member")
+        cols.append(f"{d.hash([agg])} AS {q(dep.dv_column(f))}")
+    inner = f"SELECT *, {member} AS __metaxy_member FROM ({source}) AS u0"
+    return f"SELECT {', '.join(cols)} FROM ({inner}) AS u GROUP BY {', '.join(group)}"
+
+
+def field_hash_sql(d: SqlDialect, plan: ResolvePlan, fp: FieldPlan, root_value: str | None) -> str:
+    parts = [lit(fp.fq), lit(fp.code_version)]
+    if root_value is not None:
+        parts.append(d.part(root_value))
+    else:
+        deps = {dep.index: dep for dep in plan.deps}
+        for p in fp.parents:
+            parts.append(lit(p.fq))
+            dep = deps.get(p.dep_index)
+            parts.append(d.part(q(dep.dv_column(p.field))) if dep is not None else "''")
+    return d.hash(parts)
+
+
+def expected_sql(
+    d: SqlDialect,
+    plan: ResolvePlan,
+    dep_sources: dict[int, str],
+    schemas: dict[int, TableSchema],
+    samples_source: str | None,
+    target_filters: Sequence[str],
+    samples_columns: Sequence[str] = (),
+) -> str:
+    """Key columns, carried columns, per-field provenance helper columns, struct and sample provenance."""
+    if samples_source is not None:
+        base = f"SELECT * FROM ({samples_source}) AS s"
+        field_exprs = [
+            (fp, field_hash_sql(d, plan, fp, d.struct_field(q(C.PROVENANCE_BY_FIELD), fp.key))) for fp in plan.fields
+        ]
+        select_carried = list(samples_columns)
+    else:
+        subqueries = [dep_sql(d, dep, dep_sources[dep.index], schemas[dep.index]) for dep in plan.deps]
+        join_kw = {"inner": "JOIN", "left": "LEFT JOIN", "full": "FULL OUTER JOIN"}
+        base = f"SELECT * FROM ({subqueries[0]}) AS d{plan.deps[0].index}"
+        for dep, sub in zip(plan.deps[1:], subqueries[1:], strict=True):
+            kw = join_kw["left" if dep.optional and plan.join != "full" else plan.join]
+            using = ", ".join(q(c) for c in dep.join_on)
+            base += f" {kw} ({sub}) AS d{dep.index} USING ({using})"
+        field_exprs = [(fp, field_hash_sql(d, plan, fp, None)) for fp in plan.fields]
+        select_carried = plan.carried_columns
+    prov_cols = [f"{expr} AS {q(field_column(fp.key))}" for fp, expr in field_exprs]
+    inner = f"SELECT {', '.join(q(c) for c in select_carried)}, {', '.join(prov_cols)} FROM ({base}) AS j"
+    struct = d.struct_pack([(fp.key, q(field_column(fp.key))) for fp in plan.fields])
+    sample_parts: list[str] = []
+    for fp in plan.fields:
+        sample_parts += [lit(fp.key), q(field_column(fp.key))]
+    outer = (
+        f"SELECT *, {struct} AS {q(C.PROVENANCE_BY_FIELD)}, {d.hash(sample_parts)} AS {q(C.PROVENANCE)} "
+        f"FROM ({inner}) AS e0"
+    )
+    return f"SELECT * FROM ({outer}) AS e1{_where(target_filters)}"
+
+
+def stored_sql(d: SqlDialect, plan: ResolvePlan, source: str, schema: TableSchema) -> str:
+    """Stored current rows at increment granularity (grouped by parent for expansion)."""
+    present = set(schema.struct_fields.get(C.PROVENANCE_BY_FIELD, ()))
+    pbf = q(C.PROVENANCE_BY_FIELD)
+
+    def stored_field(f: str) -> str:
+        return d.struct_field(pbf, f) if f in present else d.null_string()
+
+    keys = ", ".join(q(c) for c in plan.key_columns)
+    if plan.key_columns == plan.target_ids:
+        cols = [keys, f"{pbf} AS {q(STORED_PBF)}", f"{q(C.PROVENANCE)} AS {q(STORED_PROV)}", "1 AS __metaxy_n"]
+        for fp in plan.fields:
+            cols += [f"{stored_field(fp.key)} AS {q('__metaxy_s_' + fp.key)}", f"1 AS {q('__metaxy_n_' + fp.key)}"]
+        return f"SELECT {', '.join(cols)} FROM ({source}) AS t"
+    # Expansion: one row per parent; deterministic summaries of its children.
+    items = [(fp.key, f"min({stored_field(fp.key)})") for fp in plan.fields]
+    cols = [
+        keys,
+        f"{d.struct_pack(items)} AS {q(STORED_PBF)}",
+        f"min({q(C.PROVENANCE)}) AS {q(STORED_PROV)}",
+        f"count(DISTINCT {q(C.PROVENANCE)}) AS __metaxy_n",
+    ]
+    for fp in plan.fields:
+        cols += [
+            f"min({stored_field(fp.key)}) AS {q('__metaxy_s_' + fp.key)}",
+            f"count(DISTINCT {stored_field(fp.key)}) AS {q('__metaxy_n_' + fp.key)}",
+        ]
+    return f"SELECT {', '.join(cols)} FROM ({source}) AS t GROUP BY {keys}"
+
+
+def diff_sql(d: SqlDialect, plan: ResolvePlan, expected: str, stored: str | None, carried: Sequence[str]) -> str:
+    """Every differing key with its status; expected columns for new/stale, stored ones for orphaned."""
+    keys = ", ".join(q(c) for c in plan.key_columns)
+    pbf, prov = q(C.PROVENANCE_BY_FIELD), q(C.PROVENANCE)
+    non_key = [c for c in carried if c not in plan.key_columns]
+    if stored is None:
+        cols = [keys, *(q(c) for c in non_key), pbf, prov]
+        return (
+            f"SELECT 'new' AS {STATUS}, {', '.join(cols)}, CAST(NULL AS VARCHAR[]) AS {q(C.CHANGED_FIELDS)}, "
+            f"CAST(NULL AS VARCHAR) AS {q(STORED_PROV)}, {pbf} AS {q(STORED_PBF)} FROM ({expected}) AS e"
+        )
+    changed = d.list_of_non_null(
+        [
+            f"CASE WHEN s.{q('__metaxy_n_' + fp.key)} > 1 OR s.{q('__metaxy_s_' + fp.key)} IS DISTINCT FROM "
+            f"e.{q(field_column(fp.key))} THEN {lit(fp.key)} END"
+            for fp in plan.fields
+        ]
+    )
+    status = (
+        f"CASE WHEN s.__metaxy_present IS NULL THEN 'new' WHEN e.__metaxy_present IS NULL THEN 'orphaned' "
+        f"ELSE 'stale' END"
+    )
+    cols = [
+        f"{status} AS {STATUS}",
+        keys,
+        *(f"e.{q(c)}" for c in non_key),
+        f"e.{pbf}",
+        f"e.{prov}",
+        f"{changed} AS {q(C.CHANGED_FIELDS)}",
+        f"s.{q(STORED_PROV)}",
+        f"s.{q(STORED_PBF)}",
+    ]
+    return (
+        f"SELECT {', '.join(cols)} FROM (SELECT *, 1 AS __metaxy_present FROM ({expected}) AS e0) AS e "
+        f"FULL OUTER JOIN (SELECT *, 1 AS __metaxy_present FROM ({stored}) AS s0) AS s USING ({keys}) "
+        f"WHERE s.__metaxy_present IS NULL OR e.__metaxy_present IS NULL "
+        f"OR s.__metaxy_n > 1 OR e.{prov} IS DISTINCT FROM s.{q(STORED_PROV)}"
+    )

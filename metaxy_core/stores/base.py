@@ -1,0 +1,455 @@
+"""The store interface every backend implements, and the engine-independent parts of it.
+
+A store keeps, per feature, a *current* table (one row per sample: reads never merge history) and
+a history table of superseded row versions. Backends implement the small set of ``_``-prefixed
+hooks; validation, stamping and the resolve plan live here so every engine behaves alike.
+"""
+
+import abc
+import uuid
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from types import TracebackType
+from typing import Any, ClassVar, Self
+
+import narwhals as nw
+import polars as pl
+
+from metaxy_core import columns as C
+from metaxy_core.errors import FeatureNotFoundError, MetadataValidationError, ResolveError, StoreError
+from metaxy_core.feature import BaseFeature
+from metaxy_core.graph import FeatureGraph
+from metaxy_core.increment import Increment
+from metaxy_core.keys import FeatureKey
+from metaxy_core.lineage import ResolvePlan, TableSchema, build_plan
+from metaxy_core.provenance import PolarsHasher, check_hash_settings
+from metaxy_core.schema import coerce_declared_columns
+
+FeatureRef = type[BaseFeature] | FeatureKey | str | Sequence[str]
+Filters = Any
+"""A SQL ``WHERE`` string, a narwhals expression, or a list of them (combined with AND)."""
+
+
+def to_polars(frame: Any, what: str) -> pl.DataFrame:
+    """Any narwhals-compatible frame (polars, pandas, pyarrow, DuckDB relation, ...) as eager polars."""
+    if isinstance(frame, pl.DataFrame):
+        return frame
+    if isinstance(frame, pl.LazyFrame):
+        return frame.collect()
+    try:
+        native = nw.from_native(frame)
+    except TypeError as exc:
+        raise MetadataValidationError(
+            f"{what}: cannot read a {type(frame).__name__} as a dataframe. Pass a polars, pandas or pyarrow "
+            "frame, a DuckDB relation or a narwhals frame."
+        ) from exc
+    if isinstance(native, nw.LazyFrame):
+        native = native.collect()
+    if isinstance(native, nw.Series):
+        raise MetadataValidationError(f"{what}: got a Series; pass a dataframe.")
+    return native.to_polars()
+
+
+def normalize_filters(filters: Filters) -> list[Any]:
+    if filters is None:
+        return []
+    if isinstance(filters, str | nw.Expr) or not isinstance(filters, Sequence):
+        return [filters]
+    return list(filters)
+
+
+class MetadataStore(abc.ABC):
+    """Stores feature metadata and resolves increments inside its engine.
+
+    Use as a context manager: ``with store: ...`` opens the connection and closes it after. Every
+    method also works outside ``with`` by opening and closing around the call.
+    """
+
+    kind: ClassVar[str] = "abstract"
+    supports_lazy: ClassVar[bool] = True
+
+    def __init__(self, *, hash_algorithm: str = "sha256", hash_length: int | None = None) -> None:
+        self.hash_algorithm = hash_algorithm
+        self._hash_length = hash_length
+        self._depth = 0
+        if hash_length is not None:
+            check_hash_settings(hash_algorithm, hash_length)
+
+    # -- settings ---------------------------------------------------------------------------------
+    @property
+    def hash_length(self) -> int:
+        if self._hash_length is not None:
+            return self._hash_length
+        from metaxy_core.config import get_config
+
+        return get_config().hash_length
+
+    @hash_length.setter
+    def hash_length(self, value: int) -> None:
+        check_hash_settings(self.hash_algorithm, value)
+        self._hash_length = value
+
+    @property
+    def hasher(self) -> PolarsHasher:
+        return PolarsHasher(self.hash_algorithm, self.hash_length)
+
+    # -- lifecycle --------------------------------------------------------------------------------
+    def __enter__(self) -> Self:
+        if self._depth == 0:
+            self._open()
+        self._depth += 1
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        self._depth -= 1
+        if self._depth == 0:
+            self._close()
+
+    @property
+    def is_open(self) -> bool:
+        return self._depth > 0
+
+    @contextmanager
+    def _session(self) -> Iterator[None]:
+        """Open for the duration of one call when the caller did not use ``with store:``."""
+        with self:
+            yield
+
+    @abc.abstractmethod
+    def _open(self) -> None: ...
+
+    @abc.abstractmethod
+    def _close(self) -> None: ...
+
+    # -- feature lookup ---------------------------------------------------------------------------
+    @staticmethod
+    def feature_class(feature: FeatureRef, graph: FeatureGraph | None = None) -> type[BaseFeature]:
+        if isinstance(feature, type) and issubclass(feature, BaseFeature):
+            return feature
+        return (graph or FeatureGraph.get_active()).get_feature(FeatureKey(feature))  # type: ignore[arg-type]
+
+    def plan(self, feature: FeatureRef) -> ResolvePlan:
+        cls = self.feature_class(feature)
+        return build_plan(cls.graph, cls.spec.key, self._schema)
+
+    # -- public API -------------------------------------------------------------------------------
+    def resolve_update(
+        self,
+        feature: FeatureRef,
+        *,
+        samples: Any = None,
+        filters: Filters = None,
+        lazy: bool = False,
+    ) -> Increment:
+        """Compare expected provenance with stored rows; return new, stale and orphaned samples.
+
+        Root features need ``samples``: the complete set of samples, with id columns and a
+        ``metaxy_provenance_by_field`` struct of user-supplied values (e.g. content hashes).
+        ``filters`` restrict the target samples on both sides. ``lazy=True`` returns lazy frames.
+        """
+        cls = self.feature_class(feature)
+        with self._session():
+            plan = build_plan(cls.graph, cls.spec.key, self._schema)
+            samples_pl: pl.DataFrame | None = None
+            if not cls.spec.deps:
+                if samples is None:
+                    raise ResolveError(
+                        f"Feature '{cls.spec.key}' is a root feature (no deps): pass samples=<frame with "
+                        f"{list(cls.spec.id_columns)} and '{C.PROVENANCE_BY_FIELD}'> to resolve_update."
+                    )
+                samples_pl = self._prepare_samples(cls, samples)
+            elif samples is not None:
+                raise ResolveError(
+                    f"Feature '{cls.spec.key}' has deps, so its expected samples come from upstream metadata: "
+                    "drop samples= (it is only for root features)."
+                )
+            if lazy and not self.supports_lazy:
+                lazy = False
+            return self._resolve(cls, plan, samples_pl, normalize_filters(filters), lazy)
+
+    def write(self, feature: FeatureRef, df: Any, *, materialization_id: str | None = None) -> int:
+        """Validate, stamp and store rows atomically; returns the number of rows written.
+
+        Rows replace the stored rows of the same samples (for expansion features: all stored
+        children of every parent present in ``df``). Provenance columns are stored as given; a
+        missing ``metaxy_provenance`` is computed from the struct, missing data versions default
+        to the provenance.
+        """
+        cls = self.feature_class(feature)
+        frame = to_polars(df, f"write({cls.spec.key})")
+        with self._session():
+            schema = self._schema(cls.spec.key)
+            prepared = self._prepare_write(cls, frame, schema, materialization_id or uuid.uuid4().hex)
+            if prepared.height == 0:
+                return 0
+            self._write(cls, prepared, self._replace_key(cls))
+        return prepared.height
+
+    def read(
+        self,
+        feature: FeatureRef,
+        *,
+        columns: Sequence[str] | None = None,
+        filters: Filters = None,
+        include_deleted: bool = False,
+        history: bool = False,
+        lazy: bool = False,
+    ) -> Any:
+        """Current rows (or every stored version with ``history=True``) as a narwhals frame."""
+        cls = self.feature_class(feature)
+        with self._session():
+            if self._schema(cls.spec.key) is None:
+                raise FeatureNotFoundError(
+                    f"No metadata stored for feature '{cls.spec.key}' yet. Stored features: "
+                    f"{', '.join(map(str, self.list_features())) or 'none'}."
+                )
+            if lazy and not self.supports_lazy:
+                lazy = False
+            return self._read(cls, columns, normalize_filters(filters), include_deleted, history, lazy)
+
+    def delete(self, feature: FeatureRef, filters: Filters = None, *, soft: bool = True) -> int:
+        """Delete matching current rows; soft marks ``metaxy_deleted_at``, hard removes every version."""
+        cls = self.feature_class(feature)
+        with self._session():
+            if self._schema(cls.spec.key) is None:
+                return 0
+            return self._delete(cls, normalize_filters(filters), soft)
+
+    def has_feature(self, feature: FeatureRef) -> bool:
+        key = self.feature_class(feature).spec.key if isinstance(feature, type) else FeatureKey(feature)  # type: ignore[arg-type]
+        with self._session():
+            return self._schema(key) is not None
+
+    def list_features(self) -> list[FeatureKey]:
+        """Keys of the features with a stored table, sorted."""
+        with self._session():
+            return sorted(self._list_features())
+
+    # -- system tables (graph snapshots, migration records, ...) ------------------------------------
+    def append_system(self, name: str, rows: Any) -> None:
+        """Append ``rows`` (any frame) to the system table ``name``, creating it on first use."""
+        frame = to_polars(rows, f"append_system({name})")
+        with self._session():
+            self._append_system(name, frame)
+
+    def read_system(self, name: str) -> pl.DataFrame | None:
+        """All rows of the system table ``name`` as polars, or None when it does not exist yet."""
+        with self._session():
+            return self._read_system(name)
+
+    @abc.abstractmethod
+    def _append_system(self, name: str, frame: pl.DataFrame) -> None: ...
+
+    @abc.abstractmethod
+    def _read_system(self, name: str) -> pl.DataFrame | None: ...
+
+    # -- hooks ------------------------------------------------------------------------------------
+    @abc.abstractmethod
+    def _schema(self, key: FeatureKey) -> TableSchema | None: ...
+
+    @abc.abstractmethod
+    def _resolve(
+        self, cls: type[BaseFeature], plan: ResolvePlan, samples: pl.DataFrame | None, filters: list[Any], lazy: bool
+    ) -> Increment: ...
+
+    @abc.abstractmethod
+    def _write(self, cls: type[BaseFeature], frame: pl.DataFrame, replace_key: tuple[str, ...]) -> None: ...
+
+    @abc.abstractmethod
+    def _read(
+        self,
+        cls: type[BaseFeature],
+        columns: Sequence[str] | None,
+        filters: list[Any],
+        include_deleted: bool,
+        history: bool,
+        lazy: bool,
+    ) -> Any: ...
+
+    @abc.abstractmethod
+    def _delete(self, cls: type[BaseFeature], filters: list[Any], soft: bool) -> int: ...
+
+    @abc.abstractmethod
+    def _list_features(self) -> list[FeatureKey]: ...
+
+    # -- shared helpers ---------------------------------------------------------------------------
+    @staticmethod
+    def _replace_key(cls: type[BaseFeature]) -> tuple[str, ...]:
+        for dep in cls.spec.deps:
+            if dep.lineage.type == "expansion":
+                return tuple(dep.lineage.on or ())
+        return tuple(cls.spec.id_columns)
+
+    def _prepare_samples(self, cls: type[BaseFeature], samples: Any) -> pl.DataFrame:
+        frame = to_polars(samples, f"resolve_update({cls.spec.key}, samples=...)")
+        key = cls.spec.key
+        _check_ids(frame, key, cls.spec.id_columns, "samples")
+        if C.PROVENANCE_BY_FIELD not in frame.columns:
+            raise ResolveError(
+                f"samples for root feature '{key}' need a '{C.PROVENANCE_BY_FIELD}' column: a struct with one "
+                f"value per field ({', '.join(map(str, cls.spec.field_keys))}), e.g. a content hash."
+            )
+        frame = _normalize_struct(frame, C.PROVENANCE_BY_FIELD, cls, required=True)
+        drop = [c for c in frame.columns if C.is_system(c) and c != C.PROVENANCE_BY_FIELD]
+        frame = coerce_declared_columns(cls, frame.drop(drop), strict_unknown=False)
+        return frame
+
+    def _prepare_write(
+        self, cls: type[BaseFeature], frame: pl.DataFrame, schema: TableSchema | None, materialization_id: str
+    ) -> pl.DataFrame:
+        key = cls.spec.key
+        ids = list(cls.spec.id_columns)
+        replace_key = self._replace_key(cls)
+        _check_ids(frame, key, ids, "write")
+        missing_parent = [c for c in replace_key if c not in frame.columns]
+        if missing_parent:
+            raise MetadataValidationError(
+                f"write({key}): missing parent column(s) {missing_parent}; an expansion feature's rows must carry "
+                "their parent's id columns."
+            )
+        stamped_by_store = set(C.SYSTEM_COLUMNS) - set(C.WRITABLE_SYSTEM_COLUMNS)
+        unknown_system = [
+            c for c in frame.columns if C.is_system(c) and c not in C.SYSTEM_COLUMNS and c != C.CHANGED_FIELDS
+        ]
+        if unknown_system:
+            raise MetadataValidationError(
+                f"write({key}): unknown system column(s) {unknown_system}; the 'metaxy_' prefix is reserved. "
+                f"Valid system columns: {', '.join(C.WRITABLE_SYSTEM_COLUMNS)}."
+            )
+        frame = frame.drop([c for c in frame.columns if c in stamped_by_store or c == C.CHANGED_FIELDS])
+        if C.PROVENANCE_BY_FIELD not in frame.columns:
+            hint = "store.resolve_update(...).new / .stale rows carry it"
+            raise MetadataValidationError(
+                f"write({key}): column '{C.PROVENANCE_BY_FIELD}' is missing. Write rows that carry it ({hint}), "
+                "or add it (a struct with one value per field)."
+            )
+        frame = _normalize_struct(frame, C.PROVENANCE_BY_FIELD, cls, required=True)
+        if C.DATA_VERSION_BY_FIELD in frame.columns:
+            frame = _normalize_struct(frame, C.DATA_VERSION_BY_FIELD, cls, required=False)
+        frame = coerce_declared_columns(cls, frame, strict_unknown=True, stored=schema)
+        user_cols = [c for c in frame.columns if not C.is_system(c)]
+
+        hasher = self.hasher
+        field_keys = sorted(str(f) for f in cls.spec.field_keys)
+
+        def struct_hash(column: str) -> pl.Expr:
+            parts: list[pl.Expr | str] = []
+            for f in field_keys:
+                parts += [f, pl.col(column).struct.field(f)]
+            return hasher.hash(parts)
+
+        exprs: list[pl.Expr] = []
+        if C.PROVENANCE not in frame.columns:
+            exprs.append(struct_hash(C.PROVENANCE_BY_FIELD).alias(C.PROVENANCE))
+        else:
+            exprs.append(pl.col(C.PROVENANCE).cast(pl.String))
+        if C.DATA_VERSION_BY_FIELD not in frame.columns:
+            exprs.append(pl.col(C.PROVENANCE_BY_FIELD).alias(C.DATA_VERSION_BY_FIELD))
+        else:
+            exprs.append(
+                pl.struct(
+                    [
+                        pl.coalesce(
+                            pl.col(C.DATA_VERSION_BY_FIELD).struct.field(f), pl.col(C.PROVENANCE_BY_FIELD).struct.field(f)
+                        ).alias(f)
+                        for f in field_keys
+                    ]
+                ).alias(C.DATA_VERSION_BY_FIELD)
+            )
+        frame = frame.with_columns(exprs)
+        if C.DATA_VERSION in frame.columns:
+            dv = pl.col(C.DATA_VERSION).cast(pl.String)
+        elif C.DATA_VERSION_BY_FIELD in frame.columns and not frame.select(
+            (pl.col(C.DATA_VERSION_BY_FIELD) == pl.col(C.PROVENANCE_BY_FIELD)).all()
+        ).item():
+            dv = struct_hash(C.DATA_VERSION_BY_FIELD)
+        else:
+            dv = pl.col(C.PROVENANCE)
+        null_prov = frame.select(pl.col(C.PROVENANCE).is_null().sum()).item()
+        if null_prov:
+            raise MetadataValidationError(
+                f"write({key}): {null_prov} row(s) have a null '{C.PROVENANCE}'; take it from the increment or drop "
+                "the column so the store computes it."
+            )
+        now = datetime.now(UTC)
+        graph = cls.graph
+        frame = frame.with_columns(dv.alias(C.DATA_VERSION)).select(
+            *user_cols,
+            C.PROVENANCE_BY_FIELD,
+            C.PROVENANCE,
+            C.DATA_VERSION_BY_FIELD,
+            C.DATA_VERSION,
+            pl.lit(graph.feature_version(key), dtype=pl.String).alias(C.FEATURE_VERSION),
+            pl.lit(graph.snapshot_version, dtype=pl.String).alias(C.SNAPSHOT_VERSION),
+            pl.lit(now, dtype=pl.Datetime("us", "UTC")).alias(C.CREATED_AT),
+            pl.lit(now, dtype=pl.Datetime("us", "UTC")).alias(C.UPDATED_AT),
+            pl.lit(None, dtype=pl.Datetime("us", "UTC")).alias(C.DELETED_AT),
+            pl.lit(materialization_id, dtype=pl.String).alias(C.MATERIALIZATION_ID),
+        )
+        return frame
+
+
+def _check_ids(frame: pl.DataFrame, key: FeatureKey, ids: Sequence[str], what: str) -> None:
+    missing = [c for c in ids if c not in frame.columns]
+    if missing:
+        raise MetadataValidationError(
+            f"{what}({key}): missing id column(s) {missing}. The feature's id_columns are {list(ids)}; "
+            f"the frame has {frame.columns}."
+        )
+    for column in ids:
+        nulls = frame.get_column(column).null_count()
+        if nulls:
+            raise MetadataValidationError(
+                f"{what}({key}): id column '{column}' has {nulls} null value(s); every sample needs a non-null id."
+            )
+    if frame.height and frame.select(pl.struct(list(ids)).is_duplicated().any()).item():
+        dupes = frame.filter(pl.struct(list(ids)).is_duplicated()).select(ids).unique().head(3).to_dicts()
+        raise MetadataValidationError(
+            f"{what}({key}): duplicate ids {dupes} (id columns {list(ids)}); each sample must appear once."
+        )
+
+
+def _normalize_struct(frame: pl.DataFrame, column: str, cls: type[BaseFeature], *, required: bool) -> pl.DataFrame:
+    """Rebuild a by-field struct with exactly the feature's fields, sorted; check values."""
+    key = cls.spec.key
+    fields = sorted(str(f) for f in cls.spec.field_keys)
+    dtype = frame.schema[column]
+    if not isinstance(dtype, pl.Struct):
+        raise MetadataValidationError(
+            f"write({key}): column '{column}' must be a struct with one string per field ({', '.join(fields)}), "
+            f"got {dtype}."
+        )
+    present = [f.name for f in dtype.fields]
+    extra = [f for f in present if f not in fields]
+    if extra:
+        raise MetadataValidationError(
+            f"write({key}): column '{column}' has field(s) {extra} that feature '{key}' does not declare "
+            f"(its fields: {fields})."
+        )
+    absent = [f for f in fields if f not in present]
+    if required and absent:
+        raise MetadataValidationError(
+            f"write({key}): column '{column}' lacks field(s) {absent}; give a value for every field of '{key}' "
+            f"({fields})."
+        )
+    rebuilt = pl.struct(
+        [
+            (pl.col(column).struct.field(f).cast(pl.String) if f in present else pl.lit(None, dtype=pl.String)).alias(f)
+            for f in fields
+        ]
+    ).alias(column)
+    frame = frame.with_columns(rebuilt)
+    if required:
+        nulls = frame.select([pl.col(column).struct.field(f).is_null().sum().alias(f) for f in fields]).row(0, named=True)
+        bad = {f: n for f, n in nulls.items() if n}
+        if bad:
+            raise MetadataValidationError(
+                f"write({key}): column '{column}' has null values for field(s) {bad}; every field needs a value."
+            )
+    return frame
+
+
+def require_open(store: MetadataStore) -> None:
+    if not store.is_open:
+        raise StoreError(f"{type(store).__name__} is closed: use `with store:` around lazy frames.")

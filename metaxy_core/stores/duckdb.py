@@ -1,0 +1,422 @@
+"""DuckDB store: the embedded default. All resolution runs as SQL inside DuckDB.
+
+Layout in the database file: one current table per feature in ``main`` (``video__raw``), superseded
+row versions in ``metaxy_history``, and system tables in ``metaxy_system``. Writes replace rows by
+key with ``DELETE`` + ``INSERT`` in one transaction (no index: an index makes bulk upserts ~10x
+slower), so reads of current state never merge history.
+
+A DuckDB file can be opened by one process at a time. The store opens it per ``with store:`` block
+and retries while another process holds the lock, so several processes (e.g. Dagster's multiprocess
+executor) can share a file if they keep their blocks short.
+"""
+
+import contextlib
+import random
+import time
+import uuid
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import narwhals as nw
+import polars as pl
+
+from metaxy_core import columns as C
+from metaxy_core.errors import MetadataValidationError, ResolveError, StoreError
+from metaxy_core.feature import BaseFeature
+from metaxy_core.increment import Increment
+from metaxy_core.keys import FeatureKey
+from metaxy_core.lineage import ResolvePlan, TableSchema
+from metaxy_core.stores._sql import STATUS, STORED_PBF, STORED_PROV, SqlDialect, diff_sql, expected_sql, q, stored_sql
+from metaxy_core.stores.base import MetadataStore, require_open
+
+HISTORY = "metaxy_history"
+SYSTEM = "metaxy_system"
+
+
+class DuckDBMetadataStore(MetadataStore):
+    """Metadata in a DuckDB database file (or ``":memory:"``).
+
+    >>> import metaxy_core as mx
+    >>> store = mx.DuckDBMetadataStore(database=":memory:")
+    >>> with store:
+    ...     store.list_features()
+    []
+    """
+
+    kind = "duckdb"
+
+    def __init__(
+        self,
+        database: str | Path = ":memory:",
+        *,
+        hash_algorithm: str = "sha256",
+        hash_length: int | None = None,
+        lock_timeout: float = 120.0,
+        connection: duckdb.DuckDBPyConnection | None = None,
+        config: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__(hash_algorithm=hash_algorithm, hash_length=hash_length)
+        self.database = str(database)
+        self.lock_timeout = lock_timeout
+        self.config = dict(config or {})
+        self._external = connection
+        self._con: duckdb.DuckDBPyConnection | None = None
+        if self.database != ":memory:" and connection is None:
+            Path(self.database).parent.mkdir(parents=True, exist_ok=True)
+
+    def __repr__(self) -> str:
+        return f"DuckDBMetadataStore(database={self.database!r})"
+
+    # -- connection -------------------------------------------------------------------------------
+    def _open(self) -> None:
+        if self._external is not None:
+            self._con = self._external
+        else:
+            self._con = self._connect_with_retry()
+        con = self._con
+        con.execute("SET TimeZone = 'UTC'").fetchall()
+        self._run(f"CREATE SCHEMA IF NOT EXISTS {HISTORY}")
+        self._run(f"CREATE SCHEMA IF NOT EXISTS {SYSTEM}")
+
+    def _connect_with_retry(self) -> duckdb.DuckDBPyConnection:
+        deadline = time.monotonic() + self.lock_timeout
+        delay = 0.02
+        while True:
+            try:
+                return duckdb.connect(self.database, config=self.config)
+            except duckdb.IOException as exc:
+                if "lock" not in str(exc).lower() or time.monotonic() > deadline:
+                    raise StoreError(
+                        f"Cannot open DuckDB file {self.database}: {exc}. Another process holds it; close it or "
+                        "raise lock_timeout."
+                    ) from exc
+                time.sleep(delay * (1 + random.random()))
+                delay = min(delay * 2, 0.5)
+
+    def _close(self) -> None:
+        if self._con is not None and self._external is None:
+            self._con.close()
+        self._con = None
+
+    @property
+    def connection(self) -> duckdb.DuckDBPyConnection:
+        if self._con is None:
+            raise StoreError(f"{self!r} is closed: use `with store:`.")
+        return self._con
+
+    def _run(self, sql: str, params: Sequence[Any] | None = None) -> list[tuple[Any, ...]]:
+        """Execute and drain one statement."""
+        return self.connection.execute(sql, params).fetchall()
+
+    def _arrow_schema(self, sql: str) -> Any:
+        return self.connection.sql(sql).to_arrow_table().schema
+
+    @property
+    def dialect(self) -> SqlDialect:
+        return SqlDialect(self.hash_algorithm, self.hash_length)
+
+    # -- schema -----------------------------------------------------------------------------------
+    def _table_exists(self, table: str, schema: str = "main") -> bool:
+        rows = self._run(
+            "SELECT count(*) FROM information_schema.tables WHERE table_schema = ? AND table_name = ?",
+            [schema, table],
+        )
+        return bool(rows[0][0])
+
+    def _schema(self, key: FeatureKey) -> TableSchema | None:
+        table = key.table_name
+        if not self._table_exists(table):
+            return None
+        described = self._run(f"DESCRIBE {q(table)}")
+        types = {row[0]: row[1] for row in described}
+        arrow = self._arrow_schema(f"SELECT * FROM {q(table)} LIMIT 0")
+        structs = {
+            name: tuple(arrow.field(name).type.field(i).name for i in range(arrow.field(name).type.num_fields))
+            for name in C.STRUCT_COLUMNS
+            if name in types
+        }
+        return TableSchema(
+            columns=tuple(c for c in types if not C.is_system(c)), struct_fields=structs, types=types
+        )
+
+    def _list_features(self) -> list[FeatureKey]:
+        rows = self._run(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = 'main'"
+        )
+        keys = []
+        for (name,) in rows:
+            with contextlib.suppress(Exception):
+                keys.append(FeatureKey(name.split("__")))
+        return keys
+
+    # -- system tables ----------------------------------------------------------------------------
+    def _append_system(self, name: str, frame: pl.DataFrame) -> None:
+        table = f"{SYSTEM}.{q(name)}"
+        view = f"__metaxy_system_{uuid.uuid4().hex[:12]}"
+        self.connection.register(view, frame.to_arrow())
+        try:
+            if not self._table_exists(name, SYSTEM):
+                self._run(f"CREATE TABLE {table} AS SELECT * FROM {q(view)}")
+            else:
+                self._run(f"INSERT INTO {table} BY NAME SELECT * FROM {q(view)}")
+        finally:
+            self.connection.unregister(view)
+
+    def _read_system(self, name: str) -> pl.DataFrame | None:
+        if not self._table_exists(name, SYSTEM):
+            return None
+        return self.connection.sql(f"SELECT * FROM {SYSTEM}.{q(name)}").pl()
+
+    # -- filters ----------------------------------------------------------------------------------
+    def _filtered(self, source: str, filters: Sequence[Any]) -> str:
+        """``source`` (a SELECT) restricted by SQL strings and narwhals expressions."""
+        sql_filters = [f for f in filters if isinstance(f, str)]
+        exprs = [f for f in filters if not isinstance(f, str)]
+        if sql_filters:
+            source = f"SELECT * FROM ({source}) AS f WHERE " + " AND ".join(f"({f})" for f in sql_filters)
+        if exprs:
+            rel = nw.from_native(self.connection.sql(source)).filter(*exprs).to_native()
+            source = rel.sql_query()
+        return source
+
+    def _current(self, table: str, filters: Sequence[Any] = ()) -> str:
+        return self._filtered(f"SELECT * FROM {q(table)} WHERE {q(C.DELETED_AT)} IS NULL", filters)
+
+    # -- resolve ----------------------------------------------------------------------------------
+    def _resolve(
+        self, cls: type[BaseFeature], plan: ResolvePlan, samples: pl.DataFrame | None, filters: list[Any], lazy: bool
+    ) -> Increment:
+        con = self.connection
+        d = self.dialect
+        target_schema = self._schema(plan.feature)
+        samples_source = None
+        samples_columns: list[str] = []
+        if samples is not None:
+            name = f"__metaxy_samples_{uuid.uuid4().hex[:12]}"
+            con.register(name, samples.to_arrow())
+            samples_source = f"SELECT * FROM {q(name)}"
+            samples_columns = [c for c in samples.columns if not C.is_system(c)]
+        carried = samples_columns if samples is not None else plan.carried_columns
+        if plan.missing_required:
+            expected = None
+        else:
+            schemas = {}
+            sources = {}
+            for dep in plan.deps:
+                schema = self._schema(dep.feature)
+                assert schema is not None
+                schemas[dep.index] = schema
+                sources[dep.index] = self._current(dep.table, dep.filters)
+            expected = self._filtered(expected_sql(d, plan, sources, schemas, samples_source, [], samples_columns), filters)
+        stored = None
+        if target_schema is not None:
+            stored = stored_sql(d, plan, self._current(plan.table, filters), target_schema)
+        if expected is None:
+            return self._orphans_only(plan, stored, carried, lazy)
+        diff = diff_sql(d, plan, expected, stored, carried)
+        return self._split(plan, diff, carried, lazy)
+
+    def _split(self, plan: ResolvePlan, diff: str, carried: Sequence[str], lazy: bool) -> Increment:
+        keys = list(plan.key_columns)
+        non_key = [c for c in carried if c not in keys]
+        new_cols = [*keys, *non_key, C.PROVENANCE_BY_FIELD, C.PROVENANCE]
+        stale_cols = [*new_cols, C.CHANGED_FIELDS]
+        orphan_exprs = [*(q(k) for k in keys), f"{q(STORED_PBF)} AS {q(C.PROVENANCE_BY_FIELD)}",
+                        f"{q(STORED_PROV)} AS {q(C.PROVENANCE)}"]
+        con = self.connection
+        if lazy:
+            def rel(status: str, cols: Sequence[str]) -> Any:
+                sql = f"SELECT {', '.join(cols)} FROM ({diff}) AS r WHERE {STATUS} = '{status}'"
+                return nw.from_native(con.sql(sql))
+
+            return Increment(
+                new=rel("new", [q(c) for c in new_cols]),
+                stale=rel("stale", [q(c) for c in stale_cols]),
+                orphaned=rel("orphaned", orphan_exprs),
+            )
+        try:
+            frame = con.sql(diff).pl()
+        except duckdb.Error as exc:
+            raise ResolveError(f"Resolving '{plan.feature}' failed in DuckDB: {exc}") from exc
+        status = pl.col(STATUS)
+        orphaned = frame.filter(status == "orphaned").select(
+            *keys, pl.col(STORED_PBF).alias(C.PROVENANCE_BY_FIELD), pl.col(STORED_PROV).alias(C.PROVENANCE)
+        )
+        return Increment(
+            new=nw.from_native(frame.filter(status == "new").select(new_cols)),
+            stale=nw.from_native(frame.filter(status == "stale").select(stale_cols)),
+            orphaned=nw.from_native(orphaned),
+        )
+
+    def _orphans_only(self, plan: ResolvePlan, stored: str | None, carried: Sequence[str], lazy: bool) -> Increment:
+        """A required upstream has no metadata: nothing is expected, every stored sample is orphaned."""
+        keys = ", ".join(q(k) for k in plan.key_columns)
+        con = self.connection
+        if stored is None:
+            stored = f"SELECT {', '.join(f'CAST(NULL AS VARCHAR) AS {q(k)}' for k in plan.key_columns)}, " \
+                     f"CAST(NULL AS VARCHAR) AS {q(STORED_PBF)}, CAST(NULL AS VARCHAR) AS {q(STORED_PROV)} WHERE false"
+        orphan_sql = f"SELECT {keys}, {q(STORED_PBF)} AS {q(C.PROVENANCE_BY_FIELD)}, {q(STORED_PROV)} AS " \
+                     f"{q(C.PROVENANCE)} FROM ({stored}) AS s"
+        empty = pl.DataFrame(
+            {**{k: pl.Series([], dtype=pl.String) for k in plan.key_columns},
+             C.PROVENANCE_BY_FIELD: pl.Series([], dtype=pl.Struct({f.key: pl.String for f in plan.fields})),
+             C.PROVENANCE: pl.Series([], dtype=pl.String)}
+        )
+        stale = empty.with_columns(pl.lit(None, dtype=pl.List(pl.String)).alias(C.CHANGED_FIELDS))
+        if lazy:
+            return Increment(nw.from_native(empty.lazy()), nw.from_native(stale.lazy()), nw.from_native(con.sql(orphan_sql)))
+        return Increment(nw.from_native(empty), nw.from_native(stale), nw.from_native(con.sql(orphan_sql).pl()))
+
+    # -- write ------------------------------------------------------------------------------------
+    def _write(self, cls: type[BaseFeature], frame: pl.DataFrame, replace_key: tuple[str, ...]) -> None:
+        con = self.connection
+        table = cls.spec.key.table_name
+        incoming = f"__metaxy_incoming_{uuid.uuid4().hex[:12]}"
+        con.register(incoming, frame.to_arrow())
+        try:
+            self._run("BEGIN TRANSACTION")
+            try:
+                self._ensure_table(table, incoming, frame)
+                self._upsert(table, incoming, frame, replace_key, tuple(cls.spec.id_columns))
+                self._run("COMMIT")
+            except BaseException:
+                self._run("ROLLBACK")
+                raise
+        except duckdb.ConversionException as exc:
+            raise MetadataValidationError(f"write({cls.spec.key}): a value does not fit the stored column type: {exc}") from exc
+        finally:
+            con.unregister(incoming)
+
+    def _ensure_table(self, table: str, incoming: str, frame: pl.DataFrame) -> None:
+        con = self.connection
+        if not self._table_exists(table):
+            self._run(f"CREATE TABLE {q(table)} AS SELECT * FROM {q(incoming)} LIMIT 0")
+            self._run(f"CREATE TABLE {HISTORY}.{q(table)} AS SELECT * FROM {q(table)} LIMIT 0")
+            return
+        stored = {row[0]: row[1] for row in self._run(f"DESCRIBE {q(table)}")}
+        wanted = {row[0]: row[1] for row in self._run(f"DESCRIBE SELECT * FROM {q(incoming)}")}
+        for column, ctype in wanted.items():
+            if column not in stored:
+                for target in (q(table), f"{HISTORY}.{q(table)}"):
+                    self._run(f"ALTER TABLE {target} ADD COLUMN {q(column)} {ctype}")
+        for column in C.STRUCT_COLUMNS:
+            self._widen_struct(table, column, frame.schema[column])
+
+    def _widen_struct(self, table: str, column: str, incoming: Any = None) -> None:
+        """Make the stored struct hold every field it had plus every incoming one (old rows stay readable)."""
+        if incoming is None:
+            return
+        con = self.connection
+        arrow = self._arrow_schema(f"SELECT {q(column)} FROM {q(table)} LIMIT 0").field(0).type
+        have = [arrow.field(i).name for i in range(arrow.num_fields)]
+        add = [f.name for f in incoming.fields if f.name not in have]
+        if not add:
+            return
+        fields = sorted([*have, *add])
+        new_type = "STRUCT(" + ", ".join(f"{q(f)} VARCHAR" for f in fields) + ")"
+        using = "struct_pack(" + ", ".join(
+            f"{q(f)} := " + (f"{q(column)}.{q(f)}" if f in have else "CAST(NULL AS VARCHAR)") for f in fields
+        ) + ")"
+        for target in (q(table), f"{HISTORY}.{q(table)}"):
+            self._run(f"ALTER TABLE {target} ALTER COLUMN {q(column)} SET DATA TYPE {new_type} USING {using}")
+
+    def _upsert(
+        self, table: str, incoming: str, frame: pl.DataFrame, replace_key: tuple[str, ...], ids: tuple[str, ...]
+    ) -> None:
+        con = self.connection
+        stored_cols = [row[0] for row in self._run(f"DESCRIBE {q(table)}")]
+        struct_fields = self._arrow_schema(f"SELECT * FROM {q(table)} LIMIT 0")
+        select: list[str] = []
+        for column in stored_cols:
+            if column == C.CREATED_AT:
+                select.append(f"coalesce(o.{q(C.CREATED_AT)}, i.{q(C.CREATED_AT)})")
+            elif column in C.STRUCT_COLUMNS:
+                stype = struct_fields.field(column).type
+                names = [stype.field(k).name for k in range(stype.num_fields)]
+                have = set(frame.schema[column].fields[k].name for k in range(len(frame.schema[column].fields)))
+                select.append(
+                    "struct_pack(" + ", ".join(
+                        f"{q(n)} := " + (f"i.{q(column)}.{q(n)}" if n in have else "CAST(NULL AS VARCHAR)") for n in names
+                    ) + ")"
+                )
+            elif column in frame.columns:
+                select.append(f"i.{q(column)}")
+            else:
+                select.append("NULL")
+        if self._run(f"SELECT count(*) FROM {q(table)}")[0][0] == 0:
+            select = [s.replace(f"coalesce(o.{q(C.CREATED_AT)}, i.{q(C.CREATED_AT)})", f"i.{q(C.CREATED_AT)}") for s in select]
+            self._run(f"INSERT INTO {q(table)} SELECT {', '.join(select)} FROM {q(incoming)} AS i")
+            return
+        id_match = " AND ".join(f"o.{q(c)} = i.{q(c)}" for c in ids)
+        key_match = " AND ".join(f"t.{q(c)} = k.{q(c)}" for c in replace_key)
+        keys = ", ".join(q(c) for c in replace_key)
+        # Carry created_at over from the stored row before that row moves to history.
+        staged = f"__metaxy_staged_{uuid.uuid4().hex[:12]}"
+        self._run(
+            f"CREATE TEMP TABLE {staged} AS SELECT {', '.join(select)} FROM {q(incoming)} AS i "
+            f"LEFT JOIN {q(table)} AS o ON {id_match}"
+        )
+        try:
+            replaced = f"(SELECT DISTINCT {keys} FROM {q(incoming)}) AS k"
+            self._run(
+                f"INSERT INTO {HISTORY}.{q(table)} SELECT t.* FROM {q(table)} AS t SEMI JOIN {replaced} ON {key_match}"
+            )
+            self._run(f"DELETE FROM {q(table)} AS t USING {replaced} WHERE {key_match}")
+            self._run(f"INSERT INTO {q(table)} SELECT * FROM {staged}")
+        finally:
+            self._run(f"DROP TABLE IF EXISTS {staged}")
+
+    # -- read / delete ----------------------------------------------------------------------------
+    def _read(
+        self,
+        cls: type[BaseFeature],
+        columns: Sequence[str] | None,
+        filters: list[Any],
+        include_deleted: bool,
+        history: bool,
+        lazy: bool,
+    ) -> Any:
+        table = q(cls.spec.key.table_name)
+        source = f"SELECT * FROM {table}"
+        if history:
+            source = f"SELECT * FROM {table} UNION ALL BY NAME SELECT * FROM {HISTORY}.{table}"
+        if not include_deleted:
+            source = f"SELECT * FROM ({source}) AS s WHERE {q(C.DELETED_AT)} IS NULL"
+        source = self._filtered(source, filters)
+        if columns is not None:
+            source = f"SELECT {', '.join(q(c) for c in columns)} FROM ({source}) AS c"
+        rel = self.connection.sql(source)
+        if lazy:
+            require_open(self)
+            return nw.from_native(rel)
+        return nw.from_native(rel.pl())
+
+    def _delete(self, cls: type[BaseFeature], filters: list[Any], soft: bool) -> int:
+        con = self.connection
+        table = q(cls.spec.key.table_name)
+        ids = tuple(cls.spec.id_columns)
+        source = f"SELECT * FROM {table}" + ("" if not soft else f" WHERE {q(C.DELETED_AT)} IS NULL")
+        matched = self._filtered(source, filters)
+        key_match = " AND ".join(f"t.{q(c)} = k.{q(c)}" for c in ids)
+        selection = f"(SELECT DISTINCT {', '.join(q(c) for c in ids)} FROM ({matched}) AS m) AS k"
+        self._run("BEGIN TRANSACTION")
+        try:
+            count = int(self._run(f"SELECT count(*) FROM {selection}")[0][0])
+            if soft:
+                self._run(
+                    f"INSERT INTO {HISTORY}.{table} SELECT t.* FROM {table} AS t SEMI JOIN {selection} ON {key_match}"
+                )
+                self._run(
+                    f"UPDATE {table} AS t SET {q(C.DELETED_AT)} = now(), {q(C.UPDATED_AT)} = now() "
+                    f"FROM {selection} WHERE {key_match}"
+                )
+            else:
+                self._run(f"DELETE FROM {HISTORY}.{table} AS t USING {selection} WHERE {key_match}")
+                self._run(f"DELETE FROM {table} AS t USING {selection} WHERE {key_match}")
+            self._run("COMMIT")
+        except BaseException:
+            self._run("ROLLBACK")
+            raise
+        return count
