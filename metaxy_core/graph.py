@@ -110,6 +110,7 @@ class FeatureGraph:
                     f"{name} depends on unknown feature '{dep.feature}'. Define that feature before "
                     f"this one (or fix the key). Known features: {known}."
                 )
+        self._validate_columns(cls)
         for f in spec.fields:
             if f.deps is None or f.deps is ALL:
                 continue
@@ -129,6 +130,51 @@ class FeatureGraph:
                             f"{name}, field '{f.key}': depends on field '{uf}' of '{fdep.feature}', which has no "
                             f"such field (it has: {', '.join(sorted(map(str, upstream_fields)))})."
                         )
+
+    def _validate_columns(self, cls: "type[BaseFeature]") -> None:
+        """Catch column selection mistakes at definition time when the upstreams declare their columns.
+
+        Upstreams without declared columns are checked again at resolve time, against stored data.
+        """
+        spec = cls.spec
+        expansion = [d for d in spec.deps if d.lineage.type == "expansion"]
+        key_columns = set(expansion[0].lineage.on or ()) if expansion else set(spec.id_columns)
+        owners: dict[str, FeatureKey] = {}
+        for dep in spec.deps:
+            rename = dep.rename or {}
+            for src, dst in rename.items():
+                if dst.startswith(SYSTEM_COLUMN_PREFIX):
+                    raise FeatureDefinitionError(
+                        f"Feature '{spec.key}': FeatureDep(feature='{dep.feature}', rename={{'{src}': '{dst}'}}) "
+                        f"renames onto the reserved '{SYSTEM_COLUMN_PREFIX}' prefix: pick another name."
+                    )
+            upstream = self.features_by_key[dep.feature]
+            declared = list(upstream.model_fields)
+            if not declared:
+                continue
+            if dep.columns is not None:
+                unknown = [c for c in dep.columns if c not in declared]
+                if unknown:
+                    raise FeatureDefinitionError(
+                        f"Feature '{spec.key}': FeatureDep(feature='{dep.feature}', columns={list(dep.columns)}) "
+                        f"selects {unknown}, which '{dep.feature}' does not declare (it declares {declared})."
+                    )
+            if dep.lineage.type == "aggregation":
+                continue
+            join = set(dep.lineage.on or ()) if dep.lineage.type == "expansion" else key_columns
+            chosen = declared if dep.columns is None else list(dep.columns)
+            for column in chosen:
+                out = rename.get(column, column)
+                if out in join:
+                    continue
+                if out in owners and owners[out] != dep.feature:
+                    raise FeatureDefinitionError(
+                        f"Feature '{spec.key}': column '{out}' would come from both '{owners[out]}' and "
+                        f"'{dep.feature}'. Select columns with FeatureDep(feature='{dep.feature}', columns=[...]) "
+                        f"or rename one: FeatureDep(feature='{dep.feature}', rename={{'{column}': "
+                        f"'{dep.feature.parts[-1]}_{column}'}})."
+                    )
+                owners[out] = dep.feature
 
     def _check_cycles(self) -> None:
         state: dict[FeatureKey, int] = {}
