@@ -26,7 +26,9 @@ def define(audio_version: str) -> dict[str, type[mx.BaseFeature]]:
     class Video(
         mx.BaseFeature,
         spec=mx.FeatureSpec(
-            key="video/raw", id_columns=["video_id"], fields=[mx.FieldSpec("audio", code_version=audio_version), "frames"]
+            key="video/raw",
+            id_columns=["video_id"],
+            fields=[mx.FieldSpec("audio", code_version=audio_version), "frames"],
         ),
     ):
         """Raw videos found on disk."""
@@ -34,7 +36,12 @@ def define(audio_version: str) -> dict[str, type[mx.BaseFeature]]:
         video_id: str
         path: str
 
-    class Crop(mx.BaseFeature, spec=mx.FeatureSpec(key="video/crop", id_columns=["video_id"], deps=[Video], fields=["audio", "frames"])):
+    class Crop(
+        mx.BaseFeature,
+        spec=mx.FeatureSpec(
+            key="video/crop", id_columns=["video_id"], deps=[Video], fields=["audio", "frames"]
+        ),
+    ):
         """Cropped videos: audio from audio, frames from frames."""
 
         video_id: str
@@ -77,14 +84,18 @@ def run(store: mx.MetadataStore, features: dict[str, type[mx.BaseFeature]], cont
             "video_id": list(contents),
             "path": [f"/videos/{v}.mp4" for v in contents],
             # the user's own content hashes: one per field
-            "metaxy_provenance_by_field": [{"audio": f"a-{c}", "frames": f"f-{c}"} for c in contents.values()],
+            "metaxy_provenance_by_field": [
+                {"audio": f"a-{c}", "frames": f"f-{c}"} for c in contents.values()
+            ],
         }
     )
     with store:
         for feature in (video, crop, faces, stt):
             inc = store.resolve_update(feature, samples=samples if feature is video else None)
             counts = inc.counts()
-            changed = sorted({f for fs in inc.stale.to_polars()["metaxy_changed_fields"].to_list() for f in fs})
+            changed = sorted(
+                {f for fs in inc.stale.to_polars()["metaxy_changed_fields"].to_list() for f in fs}
+            )
             print(
                 f"  {feature.spec.key!s:12} new={counts['new']} stale={counts['stale']} orphaned={counts['orphaned']}"
                 + (f" changed fields={changed}" if changed else "")
@@ -105,7 +116,9 @@ def run(store: mx.MetadataStore, features: dict[str, type[mx.BaseFeature]], cont
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--database", help="DuckDB file (default: a fresh temporary file)")
     args = parser.parse_args()
     database = Path(args.database) if args.database else Path(tempfile.mkdtemp()) / "metadata.duckdb"

@@ -193,7 +193,9 @@ def load_config(config_file: str | Path | None = None, **overrides: Any) -> Meta
     return cfg
 
 
-def init(config_file: str | Path | None = None, *, load_entrypoints: bool = True, **overrides: Any) -> MetaxyConfig:
+def init(
+    config_file: str | Path | None = None, *, load_entrypoints: bool = True, **overrides: Any
+) -> MetaxyConfig:
     """Load the config, make it current, import its entrypoints and return it."""
     global _current
     cfg = load_config(config_file, **overrides)

@@ -67,7 +67,10 @@ class FeatureGraph:
         spec = cls.spec
         existing = self.features_by_key.get(spec.key)
         if existing is not None and existing is not cls:
-            same_definition = (existing.__module__, existing.__qualname__) == (cls.__module__, cls.__qualname__)
+            same_definition = (existing.__module__, existing.__qualname__) == (
+                cls.__module__,
+                cls.__qualname__,
+            )
             if not same_definition:
                 raise FeatureDefinitionError(
                     f"Feature key '{spec.key}' is already used by {existing.__module__}.{existing.__qualname__}; "
@@ -103,7 +106,9 @@ class FeatureGraph:
         dep_keys = {d.feature for d in spec.deps}
         for dep in spec.deps:
             if dep.feature == spec.key:
-                raise FeatureDefinitionError(f"{name} depends on itself: this is a cycle; remove that dependency.")
+                raise FeatureDefinitionError(
+                    f"{name} depends on itself: this is a cycle; remove that dependency."
+                )
             if dep.feature not in self.features_by_key:
                 known = ", ".join(sorted(str(k) for k in self.features_by_key)) or "none"
                 raise FeatureDefinitionError(
@@ -184,7 +189,9 @@ class FeatureGraph:
                 return
             if state.get(key) == 1:
                 cycle = " -> ".join(str(k) for k in [*path[path.index(key) :], key])
-                raise FeatureDefinitionError(f"Dependency cycle between features: {cycle}. Remove one of these deps.")
+                raise FeatureDefinitionError(
+                    f"Dependency cycle between features: {cycle}. Remove one of these deps."
+                )
             state[key] = 1
             cls = self.features_by_key.get(key)
             if cls is not None:

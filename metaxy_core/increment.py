@@ -41,7 +41,10 @@ class Increment:
 
     def to_process(self) -> pl.DataFrame:
         """``new`` and ``stale`` rows together (eager polars), the rows a pipeline step recomputes."""
-        frames = [self._polars(self.new), self._polars(self.stale).drop("metaxy_changed_fields", strict=False)]
+        frames = [
+            self._polars(self.new),
+            self._polars(self.stale).drop("metaxy_changed_fields", strict=False),
+        ]
         return pl.concat(frames, how="diagonal_relaxed")
 
     @staticmethod

@@ -58,7 +58,10 @@ class PolarsHasher:
         self.hash_length = hash_length
 
     def concat(self, parts: Sequence[pl.Expr | str]) -> pl.Expr:
-        exprs = [pl.lit(p, dtype=pl.String) if isinstance(p, str) else p.cast(pl.String).fill_null("") for p in parts]
+        exprs = [
+            pl.lit(p, dtype=pl.String) if isinstance(p, str) else p.cast(pl.String).fill_null("")
+            for p in parts
+        ]
         return pl.concat_str(exprs, separator="|")
 
     def hash_expr(self, text: pl.Expr) -> pl.Expr:

@@ -11,7 +11,7 @@ serialises to JSON (graph snapshots store it) and compares by value.
 """
 
 from collections.abc import Sequence
-from enum import Enum
+from enum import StrEnum
 from typing import Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, field_serializer, field_validator, model_validator
@@ -23,7 +23,7 @@ DEFAULT_CODE_VERSION = "__metaxy_initial__"
 DEFAULT_ID_COLUMNS = ("sample_uid",)
 
 
-class _Special(str, Enum):
+class _Special(StrEnum):
     ALL = "__all__"
 
     def __repr__(self) -> str:

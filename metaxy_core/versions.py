@@ -45,7 +45,10 @@ class GraphVersions:
 
     def field_versions(self, feature: FeatureKey) -> dict[str, str]:
         spec = self.graph.get_spec(feature)
-        return {str(f.key): self.field_version(feature, f.key) for f in sorted(spec.fields, key=lambda f: str(f.key))}
+        return {
+            str(f.key): self.field_version(feature, f.key)
+            for f in sorted(spec.fields, key=lambda f: str(f.key))
+        }
 
     def _feature_version(self, feature: FeatureKey) -> str:
         return self._h("".join(k + v for k, v in self.field_versions(feature).items()))

@@ -75,7 +75,17 @@ def _where(clauses: Sequence[str]) -> str:
     return (" WHERE " + " AND ".join(f"({c})" for c in clauses)) if clauses else ""
 
 
-INTEGER_TYPES = ("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT", "UINTEGER", "UBIGINT")
+INTEGER_TYPES = (
+    "TINYINT",
+    "SMALLINT",
+    "INTEGER",
+    "BIGINT",
+    "HUGEINT",
+    "UTINYINT",
+    "USMALLINT",
+    "UINTEGER",
+    "UBIGINT",
+)
 
 
 def dep_sql(d: SqlDialect, dep: DepPlan, source: str, upstream_schema: TableSchema) -> str:
@@ -131,7 +141,8 @@ def expected_sql(
     if samples_source is not None:
         base = f"SELECT * FROM ({samples_source}) AS s"
         field_exprs = [
-            (fp, field_hash_sql(d, plan, fp, d.struct_field(q(C.PROVENANCE_BY_FIELD), fp.key))) for fp in plan.fields
+            (fp, field_hash_sql(d, plan, fp, d.struct_field(q(C.PROVENANCE_BY_FIELD), fp.key)))
+            for fp in plan.fields
         ]
         select_carried = list(samples_columns)
     else:
@@ -167,9 +178,17 @@ def stored_sql(d: SqlDialect, plan: ResolvePlan, source: str, schema: TableSchem
 
     keys = ", ".join(q(c) for c in plan.key_columns)
     if plan.key_columns == plan.target_ids:
-        cols = [keys, f"{pbf} AS {q(STORED_PBF)}", f"{q(C.PROVENANCE)} AS {q(STORED_PROV)}", "1 AS __metaxy_n"]
+        cols = [
+            keys,
+            f"{pbf} AS {q(STORED_PBF)}",
+            f"{q(C.PROVENANCE)} AS {q(STORED_PROV)}",
+            "1 AS __metaxy_n",
+        ]
         for fp in plan.fields:
-            cols += [f"{stored_field(fp.key)} AS {q('__metaxy_s_' + fp.key)}", f"1 AS {q('__metaxy_n_' + fp.key)}"]
+            cols += [
+                f"{stored_field(fp.key)} AS {q('__metaxy_s_' + fp.key)}",
+                f"1 AS {q('__metaxy_n_' + fp.key)}",
+            ]
         return f"SELECT {', '.join(cols)} FROM ({source}) AS t"
     # Expansion: one row per parent; deterministic summaries of its children.
     items = [(fp.key, f"min({stored_field(fp.key)})") for fp in plan.fields]
@@ -187,7 +206,9 @@ def stored_sql(d: SqlDialect, plan: ResolvePlan, source: str, schema: TableSchem
     return f"SELECT {', '.join(cols)} FROM ({source}) AS t GROUP BY {keys}"
 
 
-def diff_sql(d: SqlDialect, plan: ResolvePlan, expected: str, stored: str | None, carried: Sequence[str]) -> str:
+def diff_sql(
+    d: SqlDialect, plan: ResolvePlan, expected: str, stored: str | None, carried: Sequence[str]
+) -> str:
     """Every differing key with its status; expected columns for new/stale, stored ones for orphaned."""
     keys = ", ".join(q(c) for c in plan.key_columns)
     pbf, prov = q(C.PROVENANCE_BY_FIELD), q(C.PROVENANCE)
@@ -206,8 +227,8 @@ def diff_sql(d: SqlDialect, plan: ResolvePlan, expected: str, stored: str | None
         ]
     )
     status = (
-        f"CASE WHEN s.__metaxy_present IS NULL THEN 'new' WHEN e.__metaxy_present IS NULL THEN 'orphaned' "
-        f"ELSE 'stale' END"
+        "CASE WHEN s.__metaxy_present IS NULL THEN 'new' WHEN e.__metaxy_present IS NULL THEN 'orphaned' "
+        "ELSE 'stale' END"
     )
     cols = [
         f"{status} AS {STATUS}",

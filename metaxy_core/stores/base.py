@@ -101,7 +101,9 @@ class MetadataStore(abc.ABC):
         self._depth += 1
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self._depth -= 1
         if self._depth == 0:
             self._close()
@@ -250,7 +252,12 @@ class MetadataStore(abc.ABC):
 
     @abc.abstractmethod
     def _resolve(
-        self, cls: type[BaseFeature], plan: ResolvePlan, samples: pl.DataFrame | None, filters: list[Any], lazy: bool
+        self,
+        cls: type[BaseFeature],
+        plan: ResolvePlan,
+        samples: pl.DataFrame | None,
+        filters: list[Any],
+        lazy: bool,
     ) -> Increment: ...
 
     @abc.abstractmethod
@@ -351,7 +358,8 @@ class MetadataStore(abc.ABC):
                 pl.struct(
                     [
                         pl.coalesce(
-                            pl.col(C.DATA_VERSION_BY_FIELD).struct.field(f), pl.col(C.PROVENANCE_BY_FIELD).struct.field(f)
+                            pl.col(C.DATA_VERSION_BY_FIELD).struct.field(f),
+                            pl.col(C.PROVENANCE_BY_FIELD).struct.field(f),
                         ).alias(f)
                         for f in field_keys
                     ]
@@ -360,9 +368,12 @@ class MetadataStore(abc.ABC):
         frame = frame.with_columns(exprs)
         if C.DATA_VERSION in frame.columns:
             dv = pl.col(C.DATA_VERSION).cast(pl.String)
-        elif C.DATA_VERSION_BY_FIELD in frame.columns and not frame.select(
-            (pl.col(C.DATA_VERSION_BY_FIELD) == pl.col(C.PROVENANCE_BY_FIELD)).all()
-        ).item():
+        elif (
+            C.DATA_VERSION_BY_FIELD in frame.columns
+            and not frame.select(
+                (pl.col(C.DATA_VERSION_BY_FIELD) == pl.col(C.PROVENANCE_BY_FIELD)).all()
+            ).item()
+        ):
             dv = struct_hash(C.DATA_VERSION_BY_FIELD)
         else:
             dv = pl.col(C.PROVENANCE)
@@ -410,7 +421,9 @@ def _check_ids(frame: pl.DataFrame, key: FeatureKey, ids: Sequence[str], what: s
         )
 
 
-def _normalize_struct(frame: pl.DataFrame, column: str, cls: type[BaseFeature], *, required: bool) -> pl.DataFrame:
+def _normalize_struct(
+    frame: pl.DataFrame, column: str, cls: type[BaseFeature], *, required: bool
+) -> pl.DataFrame:
     """Rebuild a by-field struct with exactly the feature's fields, sorted; check values."""
     key = cls.spec.key
     fields = sorted(str(f) for f in cls.spec.field_keys)
@@ -435,13 +448,19 @@ def _normalize_struct(frame: pl.DataFrame, column: str, cls: type[BaseFeature], 
         )
     rebuilt = pl.struct(
         [
-            (pl.col(column).struct.field(f).cast(pl.String) if f in present else pl.lit(None, dtype=pl.String)).alias(f)
+            (
+                pl.col(column).struct.field(f).cast(pl.String)
+                if f in present
+                else pl.lit(None, dtype=pl.String)
+            ).alias(f)
             for f in fields
         ]
     ).alias(column)
     frame = frame.with_columns(rebuilt)
     if required:
-        nulls = frame.select([pl.col(column).struct.field(f).is_null().sum().alias(f) for f in fields]).row(0, named=True)
+        nulls = frame.select([pl.col(column).struct.field(f).is_null().sum().alias(f) for f in fields]).row(
+            0, named=True
+        )
         bad = {f: n for f, n in nulls.items() if n}
         if bad:
             raise MetadataValidationError(

@@ -28,7 +28,16 @@ from metaxy_core.feature import BaseFeature
 from metaxy_core.increment import Increment
 from metaxy_core.keys import FeatureKey
 from metaxy_core.lineage import ResolvePlan, TableSchema
-from metaxy_core.stores._sql import STATUS, STORED_PBF, STORED_PROV, SqlDialect, diff_sql, expected_sql, q, stored_sql
+from metaxy_core.stores._sql import (
+    STATUS,
+    STORED_PBF,
+    STORED_PROV,
+    SqlDialect,
+    diff_sql,
+    expected_sql,
+    q,
+    stored_sql,
+)
 from metaxy_core.stores.base import MetadataStore, require_open
 
 HISTORY = "metaxy_history"
@@ -133,7 +142,9 @@ class DuckDBMetadataStore(MetadataStore):
         types = {row[0]: row[1] for row in described}
         arrow = self._arrow_schema(f"SELECT * FROM {q(table)} LIMIT 0")
         structs = {
-            name: tuple(arrow.field(name).type.field(i).name for i in range(arrow.field(name).type.num_fields))
+            name: tuple(
+                arrow.field(name).type.field(i).name for i in range(arrow.field(name).type.num_fields)
+            )
             for name in C.STRUCT_COLUMNS
             if name in types
         }
@@ -142,9 +153,7 @@ class DuckDBMetadataStore(MetadataStore):
         )
 
     def _list_features(self) -> list[FeatureKey]:
-        rows = self._run(
-            "SELECT table_name FROM information_schema.tables WHERE table_schema = 'main'"
-        )
+        rows = self._run("SELECT table_name FROM information_schema.tables WHERE table_schema = 'main'")
         keys = []
         for (name,) in rows:
             with contextlib.suppress(Exception):
@@ -186,7 +195,12 @@ class DuckDBMetadataStore(MetadataStore):
 
     # -- resolve ----------------------------------------------------------------------------------
     def _resolve(
-        self, cls: type[BaseFeature], plan: ResolvePlan, samples: pl.DataFrame | None, filters: list[Any], lazy: bool
+        self,
+        cls: type[BaseFeature],
+        plan: ResolvePlan,
+        samples: pl.DataFrame | None,
+        filters: list[Any],
+        lazy: bool,
     ) -> Increment:
         con = self.connection
         d = self.dialect
@@ -209,7 +223,9 @@ class DuckDBMetadataStore(MetadataStore):
                 assert schema is not None
                 schemas[dep.index] = schema
                 sources[dep.index] = self._current(dep.table, dep.filters)
-            expected = self._filtered(expected_sql(d, plan, sources, schemas, samples_source, [], samples_columns), filters)
+            expected = self._filtered(
+                expected_sql(d, plan, sources, schemas, samples_source, [], samples_columns), filters
+            )
         stored = None
         if target_schema is not None:
             stored = stored_sql(d, plan, self._current(plan.table, filters), target_schema)
@@ -223,10 +239,14 @@ class DuckDBMetadataStore(MetadataStore):
         non_key = [c for c in carried if c not in keys]
         new_cols = [*keys, *non_key, C.PROVENANCE_BY_FIELD, C.PROVENANCE]
         stale_cols = [*new_cols, C.CHANGED_FIELDS]
-        orphan_exprs = [*(q(k) for k in keys), f"{q(STORED_PBF)} AS {q(C.PROVENANCE_BY_FIELD)}",
-                        f"{q(STORED_PROV)} AS {q(C.PROVENANCE)}"]
+        orphan_exprs = [
+            *(q(k) for k in keys),
+            f"{q(STORED_PBF)} AS {q(C.PROVENANCE_BY_FIELD)}",
+            f"{q(STORED_PROV)} AS {q(C.PROVENANCE)}",
+        ]
         con = self.connection
         if lazy:
+
             def rel(status: str, cols: Sequence[str]) -> Any:
                 sql = f"SELECT {', '.join(cols)} FROM ({diff}) AS r WHERE {STATUS} = '{status}'"
                 return nw.from_native(con.sql(sql))
@@ -250,24 +270,40 @@ class DuckDBMetadataStore(MetadataStore):
             orphaned=nw.from_native(orphaned),
         )
 
-    def _orphans_only(self, plan: ResolvePlan, stored: str | None, carried: Sequence[str], lazy: bool) -> Increment:
+    def _orphans_only(
+        self, plan: ResolvePlan, stored: str | None, carried: Sequence[str], lazy: bool
+    ) -> Increment:
         """A required upstream has no metadata: nothing is expected, every stored sample is orphaned."""
         keys = ", ".join(q(k) for k in plan.key_columns)
         con = self.connection
         if stored is None:
-            stored = f"SELECT {', '.join(f'CAST(NULL AS VARCHAR) AS {q(k)}' for k in plan.key_columns)}, " \
-                     f"CAST(NULL AS VARCHAR) AS {q(STORED_PBF)}, CAST(NULL AS VARCHAR) AS {q(STORED_PROV)} WHERE false"
-        orphan_sql = f"SELECT {keys}, {q(STORED_PBF)} AS {q(C.PROVENANCE_BY_FIELD)}, {q(STORED_PROV)} AS " \
-                     f"{q(C.PROVENANCE)} FROM ({stored}) AS s"
+            stored = (
+                f"SELECT {', '.join(f'CAST(NULL AS VARCHAR) AS {q(k)}' for k in plan.key_columns)}, "
+                f"CAST(NULL AS VARCHAR) AS {q(STORED_PBF)}, CAST(NULL AS VARCHAR) AS {q(STORED_PROV)} WHERE false"
+            )
+        orphan_sql = (
+            f"SELECT {keys}, {q(STORED_PBF)} AS {q(C.PROVENANCE_BY_FIELD)}, {q(STORED_PROV)} AS "
+            f"{q(C.PROVENANCE)} FROM ({stored}) AS s"
+        )
         empty = pl.DataFrame(
-            {**{k: pl.Series([], dtype=pl.String) for k in plan.key_columns},
-             C.PROVENANCE_BY_FIELD: pl.Series([], dtype=pl.Struct({f.key: pl.String for f in plan.fields})),
-             C.PROVENANCE: pl.Series([], dtype=pl.String)}
+            {
+                **{k: pl.Series([], dtype=pl.String) for k in plan.key_columns},
+                C.PROVENANCE_BY_FIELD: pl.Series(
+                    [], dtype=pl.Struct({f.key: pl.String for f in plan.fields})
+                ),
+                C.PROVENANCE: pl.Series([], dtype=pl.String),
+            }
         )
         stale = empty.with_columns(pl.lit(None, dtype=pl.List(pl.String)).alias(C.CHANGED_FIELDS))
         if lazy:
-            return Increment(nw.from_native(empty.lazy()), nw.from_native(stale.lazy()), nw.from_native(con.sql(orphan_sql)))
-        return Increment(nw.from_native(empty), nw.from_native(stale), nw.from_native(con.sql(orphan_sql).pl()))
+            return Increment(
+                nw.from_native(empty.lazy()),
+                nw.from_native(stale.lazy()),
+                nw.from_native(con.sql(orphan_sql)),
+            )
+        return Increment(
+            nw.from_native(empty), nw.from_native(stale), nw.from_native(con.sql(orphan_sql).pl())
+        )
 
     # -- write ------------------------------------------------------------------------------------
     def _write(self, cls: type[BaseFeature], frame: pl.DataFrame, replace_key: tuple[str, ...]) -> None:
@@ -285,12 +321,13 @@ class DuckDBMetadataStore(MetadataStore):
                 self._run("ROLLBACK")
                 raise
         except duckdb.ConversionException as exc:
-            raise MetadataValidationError(f"write({cls.spec.key}): a value does not fit the stored column type: {exc}") from exc
+            raise MetadataValidationError(
+                f"write({cls.spec.key}): a value does not fit the stored column type: {exc}"
+            ) from exc
         finally:
             con.unregister(incoming)
 
     def _ensure_table(self, table: str, incoming: str, frame: pl.DataFrame) -> None:
-        con = self.connection
         if not self._table_exists(table):
             self._run(f"CREATE TABLE {q(table)} AS SELECT * FROM {q(incoming)} LIMIT 0")
             self._run(f"CREATE TABLE {HISTORY}.{q(table)} AS SELECT * FROM {q(table)} LIMIT 0")
@@ -308,7 +345,6 @@ class DuckDBMetadataStore(MetadataStore):
         """Make the stored struct hold every field it had plus every incoming one (old rows stay readable)."""
         if incoming is None:
             return
-        con = self.connection
         arrow = self._arrow_schema(f"SELECT {q(column)} FROM {q(table)} LIMIT 0").field(0).type
         have = [arrow.field(i).name for i in range(arrow.num_fields)]
         add = [f.name for f in incoming.fields if f.name not in have]
@@ -316,16 +352,25 @@ class DuckDBMetadataStore(MetadataStore):
             return
         fields = sorted([*have, *add])
         new_type = "STRUCT(" + ", ".join(f"{q(f)} VARCHAR" for f in fields) + ")"
-        using = "struct_pack(" + ", ".join(
-            f"{q(f)} := " + (f"{q(column)}.{q(f)}" if f in have else "CAST(NULL AS VARCHAR)") for f in fields
-        ) + ")"
+        using = (
+            "struct_pack("
+            + ", ".join(
+                f"{q(f)} := " + (f"{q(column)}.{q(f)}" if f in have else "CAST(NULL AS VARCHAR)")
+                for f in fields
+            )
+            + ")"
+        )
         for target in (q(table), f"{HISTORY}.{q(table)}"):
             self._run(f"ALTER TABLE {target} ALTER COLUMN {q(column)} SET DATA TYPE {new_type} USING {using}")
 
     def _upsert(
-        self, table: str, incoming: str, frame: pl.DataFrame, replace_key: tuple[str, ...], ids: tuple[str, ...]
+        self,
+        table: str,
+        incoming: str,
+        frame: pl.DataFrame,
+        replace_key: tuple[str, ...],
+        ids: tuple[str, ...],
     ) -> None:
-        con = self.connection
         stored_cols = [row[0] for row in self._run(f"DESCRIBE {q(table)}")]
         struct_fields = self._arrow_schema(f"SELECT * FROM {q(table)} LIMIT 0")
         select: list[str] = []
@@ -335,18 +380,26 @@ class DuckDBMetadataStore(MetadataStore):
             elif column in C.STRUCT_COLUMNS:
                 stype = struct_fields.field(column).type
                 names = [stype.field(k).name for k in range(stype.num_fields)]
-                have = set(frame.schema[column].fields[k].name for k in range(len(frame.schema[column].fields)))
+                have = set(
+                    frame.schema[column].fields[k].name for k in range(len(frame.schema[column].fields))
+                )
                 select.append(
-                    "struct_pack(" + ", ".join(
-                        f"{q(n)} := " + (f"i.{q(column)}.{q(n)}" if n in have else "CAST(NULL AS VARCHAR)") for n in names
-                    ) + ")"
+                    "struct_pack("
+                    + ", ".join(
+                        f"{q(n)} := " + (f"i.{q(column)}.{q(n)}" if n in have else "CAST(NULL AS VARCHAR)")
+                        for n in names
+                    )
+                    + ")"
                 )
             elif column in frame.columns:
                 select.append(f"i.{q(column)}")
             else:
                 select.append("NULL")
         if self._run(f"SELECT count(*) FROM {q(table)}")[0][0] == 0:
-            select = [s.replace(f"coalesce(o.{q(C.CREATED_AT)}, i.{q(C.CREATED_AT)})", f"i.{q(C.CREATED_AT)}") for s in select]
+            select = [
+                s.replace(f"coalesce(o.{q(C.CREATED_AT)}, i.{q(C.CREATED_AT)})", f"i.{q(C.CREATED_AT)}")
+                for s in select
+            ]
             self._run(f"INSERT INTO {q(table)} SELECT {', '.join(select)} FROM {q(incoming)} AS i")
             return
         id_match = " AND ".join(f"o.{q(c)} = i.{q(c)}" for c in ids)
@@ -394,7 +447,6 @@ class DuckDBMetadataStore(MetadataStore):
         return nw.from_native(rel.pl())
 
     def _delete(self, cls: type[BaseFeature], filters: list[Any], soft: bool) -> int:
-        con = self.connection
         table = q(cls.spec.key.table_name)
         ids = tuple(cls.spec.id_columns)
         source = f"SELECT * FROM {table}" + ("" if not soft else f" WHERE {q(C.DELETED_AT)} IS NULL")

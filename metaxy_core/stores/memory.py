@@ -46,7 +46,10 @@ def _widen(frame: pl.DataFrame, fields_by_column: dict[str, list[str]]) -> pl.Da
             continue
         exprs.append(
             pl.struct(
-                [(pl.col(column).struct.field(f) if f in have else pl.lit(None, dtype=pl.String)).alias(f) for f in fields]
+                [
+                    (pl.col(column).struct.field(f) if f in have else pl.lit(None, dtype=pl.String)).alias(f)
+                    for f in fields
+                ]
             ).alias(column)
         )
     return frame.with_columns(exprs) if exprs else frame
@@ -102,7 +105,9 @@ class InMemoryMetadataStore(MetadataStore):
             return None
         return TableSchema(
             columns=tuple(c for c in frame.columns if not C.is_system(c)),
-            struct_fields={c: _struct_fields(frame.schema[c]) for c in C.STRUCT_COLUMNS if c in frame.columns},
+            struct_fields={
+                c: _struct_fields(frame.schema[c]) for c in C.STRUCT_COLUMNS if c in frame.columns
+            },
             types={c: str(t) for c, t in frame.schema.items()},
         )
 
@@ -149,7 +154,12 @@ class InMemoryMetadataStore(MetadataStore):
             ).alias(dep.dv_column(f))
             for f, p in dep.dv_fields.items()
         ]
-        grouped = source.with_columns(member.alias(_MEMBER)).sort(_MEMBER).group_by(group, maintain_order=True).agg(aggs)
+        grouped = (
+            source.with_columns(member.alias(_MEMBER))
+            .sort(_MEMBER)
+            .group_by(group, maintain_order=True)
+            .agg(aggs)
+        )
         return grouped.rename({src: out for src, out in dep.carried if src != out})
 
     @staticmethod
@@ -185,7 +195,11 @@ class InMemoryMetadataStore(MetadataStore):
             sample_parts += [fp.key, pl.col(field_column(fp.key))]
         expected = (
             base.select(*carried, *fields)
-            .with_columns(pl.struct([pl.col(field_column(fp.key)).alias(fp.key) for fp in plan.fields]).alias(C.PROVENANCE_BY_FIELD))
+            .with_columns(
+                pl.struct([pl.col(field_column(fp.key)).alias(fp.key) for fp in plan.fields]).alias(
+                    C.PROVENANCE_BY_FIELD
+                )
+            )
             .with_columns(h.hash(sample_parts).alias(C.PROVENANCE))
         )
         return _apply_filters(expected, filters), carried
@@ -215,11 +229,19 @@ class InMemoryMetadataStore(MetadataStore):
             pl.col(C.PROVENANCE).min().alias("__metaxy_stored_prov"),
             pl.col(C.PROVENANCE).n_unique().cast(pl.UInt32).alias("__metaxy_n"),
             *[field(fp.key).min().alias("__metaxy_s_" + fp.key) for fp in plan.fields],
-            *[field(fp.key).drop_nulls().n_unique().cast(pl.UInt32).alias("__metaxy_n_" + fp.key) for fp in plan.fields],
+            *[
+                field(fp.key).drop_nulls().n_unique().cast(pl.UInt32).alias("__metaxy_n_" + fp.key)
+                for fp in plan.fields
+            ],
         )
 
     def _resolve(
-        self, cls: type[BaseFeature], plan: ResolvePlan, samples: pl.DataFrame | None, filters: list[Any], lazy: bool
+        self,
+        cls: type[BaseFeature],
+        plan: ResolvePlan,
+        samples: pl.DataFrame | None,
+        filters: list[Any],
+        lazy: bool,
     ) -> Increment:
         h = self.hasher
         keys = list(plan.key_columns)
@@ -227,10 +249,12 @@ class InMemoryMetadataStore(MetadataStore):
         field_struct = pl.Struct({fp.key: pl.String for fp in plan.fields})
         if plan.missing_required:
             expected = pl.LazyFrame(
-                {**{k: pl.Series([], dtype=pl.String) for k in keys},
-                 C.PROVENANCE_BY_FIELD: pl.Series([], dtype=field_struct),
-                 C.PROVENANCE: pl.Series([], dtype=pl.String),
-                 **{field_column(fp.key): pl.Series([], dtype=pl.String) for fp in plan.fields}}
+                {
+                    **{k: pl.Series([], dtype=pl.String) for k in keys},
+                    C.PROVENANCE_BY_FIELD: pl.Series([], dtype=field_struct),
+                    C.PROVENANCE: pl.Series([], dtype=pl.String),
+                    **{field_column(fp.key): pl.Series([], dtype=pl.String) for fp in plan.fields},
+                }
             )
             carried: list[str] = keys
         else:
@@ -259,7 +283,14 @@ class InMemoryMetadataStore(MetadataStore):
                 ]
             ).list.drop_nulls()
             e, s = pl.col(_PRESENT_E).is_not_null(), pl.col(_PRESENT_S).is_not_null()
-            is_stale = e & s & ((pl.col("__metaxy_n") > 1) | pl.col(C.PROVENANCE).ne_missing(pl.col("__metaxy_stored_prov")))
+            is_stale = (
+                e
+                & s
+                & (
+                    (pl.col("__metaxy_n") > 1)
+                    | pl.col(C.PROVENANCE).ne_missing(pl.col("__metaxy_stored_prov"))
+                )
+            )
             new = joined.filter(e & ~s).select(new_cols)
             stale = joined.filter(is_stale).select(*new_cols, changed.alias(C.CHANGED_FIELDS))
             orphaned = joined.filter(~e & s).select(
