@@ -16,7 +16,9 @@ def h(text: str, n: int = 8) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:n]
 
 
-def sync_root(store: mx.MetadataStore, feature: type[mx.BaseFeature], samples: pl.DataFrame) -> dict[str, int]:
+def sync_root(
+    store: mx.MetadataStore, feature: type[mx.BaseFeature], samples: pl.DataFrame
+) -> dict[str, int]:
     inc = store.resolve_update(feature, samples=samples)
     counts = inc.counts()
     for part in (inc.new, inc.stale):
@@ -72,7 +74,11 @@ VIDEOS = pl.DataFrame(
     {
         "video_id": [1, 2, 3],  # ints on purpose: coerced losslessly to the declared str
         "path": ["video1.mp4", "video2.mp4", "video3.mp4"],
-        PBF: [{"audio": "v1", "frames": "v1"}, {"audio": "v2", "frames": "v2"}, {"audio": "v3", "frames": "v3"}],
+        PBF: [
+            {"audio": "v1", "frames": "v1"},
+            {"audio": "v2", "frames": "v2"},
+            {"audio": "v3", "frames": "v3"},
+        ],
     }
 )
 
@@ -208,7 +214,9 @@ def define_speakers(id_type: type = str):
             key="audio/speaker",
             id_columns=["speaker_id"],
             deps=[
-                mx.FeatureDep(feature=Recording, lineage=mx.LineageRelationship.aggregation(on=["speaker_id"]))
+                mx.FeatureDep(
+                    feature=Recording, lineage=mx.LineageRelationship.aggregation(on=["speaker_id"])
+                )
             ],
             fields=["embedding"],
         ),
@@ -265,7 +273,10 @@ def test_aggregation_provenance_matches_formula_with_integer_ids(store, hash8):
     rows = [(9, "s1", "x"), (10, "s1", "y")]
     step_speakers(store, rec, spk, rows)
     stored = {r["recording_id"]: r for r in store.read(rec).to_polars().iter_rows(named=True)}
-    dv9, dv10 = stored[9]["metaxy_data_version_by_field"]["audio"], stored[10]["metaxy_data_version_by_field"]["audio"]
+    dv9, dv10 = (
+        stored[9]["metaxy_data_version_by_field"]["audio"],
+        stored[10]["metaxy_data_version_by_field"]["audio"],
+    )
     assert dv9 == h("audio/recording.audio|__metaxy_initial__|x")
     group = h(f"10|{dv10}|9|{dv9}")
     field = h(f"audio/speaker.embedding|__metaxy_initial__|audio/recording.audio|{group}")
@@ -305,7 +316,10 @@ def test_optional_dep_left_join_and_stale_when_input_appears(store, hash8):
         mx.Feature,
         spec=mx.FeatureSpec(
             key="c",
-            deps=[mx.FeatureDep(feature=a, columns=["lang"]), mx.FeatureDep(feature=b, optional=True, rename={"path": "b_path"})],
+            deps=[
+                mx.FeatureDep(feature=a, columns=["lang"]),
+                mx.FeatureDep(feature=b, optional=True, rename={"path": "b_path"}),
+            ],
             fields=["z"],
         ),
     ):
@@ -337,7 +351,10 @@ def test_all_optional_deps_use_a_full_outer_join(store):
         mx.Feature,
         spec=mx.FeatureSpec(
             key="d",
-            deps=[mx.FeatureDep(feature=a, optional=True, columns=()), mx.FeatureDep(feature=b, optional=True, columns=())],
+            deps=[
+                mx.FeatureDep(feature=a, optional=True, columns=()),
+                mx.FeatureDep(feature=b, optional=True, columns=()),
+            ],
             fields=["w"],
         ),
     ):
@@ -352,19 +369,26 @@ def test_all_optional_deps_use_a_full_outer_join(store):
 
 def test_column_collision_and_bad_rename_are_rejected_with_a_fix():
     a, b = two_roots()
-    with pytest.raises(mx.FeatureDefinitionError, match=r"column 'path' would come from both 'a' and 'b'.*rename="):
+    with pytest.raises(
+        mx.FeatureDefinitionError, match=r"column 'path' would come from both 'a' and 'b'.*rename="
+    ):
 
         class Bad(mx.Feature, spec=mx.FeatureSpec(key="bad", deps=[a, b])):
             pass
 
     with pytest.raises(mx.FeatureDefinitionError, match=r"renames onto the reserved 'metaxy_' prefix"):
 
-        class Bad2(mx.Feature, spec=mx.FeatureSpec(key="bad2", deps=[mx.FeatureDep(feature=a, rename={"path": "metaxy_path"})])):
+        class Bad2(
+            mx.Feature,
+            spec=mx.FeatureSpec(key="bad2", deps=[mx.FeatureDep(feature=a, rename={"path": "metaxy_path"})]),
+        ):
             pass
 
     with pytest.raises(mx.FeatureDefinitionError, match=r"selects \['nope'\], which 'a' does not declare"):
 
-        class Bad3(mx.Feature, spec=mx.FeatureSpec(key="bad3", deps=[mx.FeatureDep(feature=a, columns=["nope"])])):
+        class Bad3(
+            mx.Feature, spec=mx.FeatureSpec(key="bad3", deps=[mx.FeatureDep(feature=a, columns=["nope"])])
+        ):
             pass
 
     class Ok(
@@ -394,7 +418,9 @@ def test_collision_between_undeclared_upstream_columns_is_caught_at_resolve(stor
 def test_upstream_filters(store, flt):
     a, _ = two_roots()
 
-    class E(mx.Feature, spec=mx.FeatureSpec(key="e", deps=[mx.FeatureDep(feature=a, filters=[flt])], fields=["v"])):
+    class E(
+        mx.Feature, spec=mx.FeatureSpec(key="e", deps=[mx.FeatureDep(feature=a, filters=[flt])], fields=["v"])
+    ):
         pass
 
     put(store, a, ["1", "2", "3"], ["a", "b", "c"], path=["p1", "p2", "p3"], lang=["en", "de", "en"])
@@ -408,7 +434,9 @@ def test_upstream_filters(store, flt):
 def test_target_filters_apply_to_both_sides(store, flt):
     a, _ = two_roots()
 
-    class F(mx.Feature, spec=mx.FeatureSpec(key="f", deps=[mx.FeatureDep(feature=a, columns=())], fields=["v"])):
+    class F(
+        mx.Feature, spec=mx.FeatureSpec(key="f", deps=[mx.FeatureDep(feature=a, columns=())], fields=["v"])
+    ):
         pass
 
     put(store, a, ["1", "2", "3"], ["a", "b", "c"], path=["p1", "p2", "p3"], lang=["en", "de", "en"])
@@ -430,5 +458,7 @@ def test_engines_agree_on_lineage_provenance(store_factory, hash8):
     for s in (store_factory(), reference):
         with s:
             step_speakers(s, rec, spk, rows)
-            results.append(s.read(spk).to_polars().select("speaker_id", PBF, "metaxy_provenance").sort("speaker_id"))
+            results.append(
+                s.read(spk).to_polars().select("speaker_id", PBF, "metaxy_provenance").sort("speaker_id")
+            )
     assert results[0].equals(results[1])
