@@ -119,7 +119,8 @@ def hash8():
 def test_expansion_story(store, hash8):
     with mx.FeatureGraph().use():
         v1 = define_video_graph("1")
-    assert v1[0].feature_version() == "d842b740" and v1[1].feature_version() == "7dc3712a"
+    assert v1[0].feature_version() == "d842b740"
+    assert v1[1].feature_version() == "7dc3712a"
     sizes = {"1": 5, "2": 3, "3": 3}
 
     first = run_pipeline(store, v1, sizes)
@@ -133,7 +134,8 @@ def test_expansion_story(store, hash8):
 
     with mx.FeatureGraph().use():
         v2 = define_video_graph("2")
-    assert v2[0].feature_version() == "6e5a4ab8" and v2[1].feature_version() == "504507a9"
+    assert v2[0].feature_version() == "6e5a4ab8"
+    assert v2[1].feature_version() == "504507a9"
     # faces must report 0/0/0 before, during and after the re-run of its upstreams
     assert store.resolve_update(v2[2]).counts() == {"new": 0, "stale": 0, "orphaned": 0}
     bumped = run_pipeline(store, v2, sizes)
@@ -146,7 +148,7 @@ def test_expansion_story(store, hash8):
 
 
 def test_expansion_write_replaces_all_children_of_a_parent(store):
-    video, chunk, faces = define_video_graph("1")
+    video, chunk, _faces = define_video_graph("1")
     sync_root(store, video, VIDEOS)
     parents = {r["video_id"]: r for r in store.resolve_update(chunk).new.to_polars().iter_rows(named=True)}
     for row in parents.values():
@@ -164,7 +166,7 @@ def test_expansion_write_replaces_all_children_of_a_parent(store):
 
 
 def test_expansion_parent_vanishes_and_any_child_difference_is_stale(store):
-    video, chunk, faces = define_video_graph("1")
+    video, chunk, _faces = define_video_graph("1")
     sync_root(store, video, VIDEOS)
     parents = {r["video_id"]: r for r in store.resolve_update(chunk).new.to_polars().iter_rows(named=True)}
     for vid, row in parents.items():
