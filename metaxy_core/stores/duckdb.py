@@ -322,8 +322,11 @@ class DuckDBMetadataStore(MetadataStore):
                 raise
         except duckdb.ConversionException as exc:
             raise MetadataValidationError(
-                f"write({cls.spec.key}): a value does not fit the stored column type: {exc}"
+                f"write({cls.spec.key}): a value does not fit the stored column type ({exc}). Convert the column to "
+                "the stored type; nothing was written."
             ) from exc
+        except duckdb.Error as exc:
+            raise StoreError(f"write({cls.spec.key}) failed in DuckDB and was rolled back: {exc}") from exc
         finally:
             con.unregister(incoming)
 
