@@ -1,6 +1,7 @@
 """The result of ``store.resolve_update``: which samples are new, stale or orphaned."""
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 import narwhals as nw
@@ -30,9 +31,13 @@ class Increment:
     new: Any
     stale: Any
     orphaned: Any
+    counter: Callable[[], dict[str, int]] | None = field(default=None, repr=False, compare=False)
+    """Set by stores that can count all three parts in one engine query (lazy increments)."""
 
     def counts(self) -> dict[str, int]:
         """``{"new": n, "stale": n, "orphaned": n}``, computed in the engine for lazy frames."""
+        if self.counter is not None:
+            return self.counter()
         return {"new": _count(self.new), "stale": _count(self.stale), "orphaned": _count(self.orphaned)}
 
     @property

@@ -251,10 +251,16 @@ class DuckDBMetadataStore(MetadataStore):
                 sql = f"SELECT {', '.join(cols)} FROM ({diff}) AS r WHERE {STATUS} = '{status}'"
                 return nw.from_native(con.sql(sql))
 
+            def counter() -> dict[str, int]:
+                # one pass over the diff instead of one per part
+                rows = self._run(f"SELECT {STATUS}, count(*) FROM ({diff}) AS r GROUP BY {STATUS}")
+                return {"new": 0, "stale": 0, "orphaned": 0} | {status: int(n) for status, n in rows}
+
             return Increment(
                 new=rel("new", [q(c) for c in new_cols]),
                 stale=rel("stale", [q(c) for c in stale_cols]),
                 orphaned=rel("orphaned", orphan_exprs),
+                counter=counter,
             )
         try:
             frame = con.sql(diff).pl()
@@ -315,7 +321,7 @@ class DuckDBMetadataStore(MetadataStore):
             self._run("BEGIN TRANSACTION")
             try:
                 self._ensure_table(table, incoming, frame)
-                self._upsert(table, incoming, frame, replace_key, tuple(cls.spec.id_columns))
+                self._upsert(table, incoming, frame, replace_key)
                 self._run("COMMIT")
             except BaseException:
                 self._run("ROLLBACK")
@@ -372,15 +378,12 @@ class DuckDBMetadataStore(MetadataStore):
         incoming: str,
         frame: pl.DataFrame,
         replace_key: tuple[str, ...],
-        ids: tuple[str, ...],
     ) -> None:
         stored_cols = [row[0] for row in self._run(f"DESCRIBE {q(table)}")]
         struct_fields = self._arrow_schema(f"SELECT * FROM {q(table)} LIMIT 0")
         select: list[str] = []
         for column in stored_cols:
-            if column == C.CREATED_AT:
-                select.append(f"coalesce(o.{q(C.CREATED_AT)}, i.{q(C.CREATED_AT)})")
-            elif column in C.STRUCT_COLUMNS:
+            if column in C.STRUCT_COLUMNS:
                 stype = struct_fields.field(column).type
                 names = [stype.field(k).name for k in range(stype.num_fields)]
                 have = set(
@@ -398,31 +401,17 @@ class DuckDBMetadataStore(MetadataStore):
                 select.append(f"i.{q(column)}")
             else:
                 select.append("NULL")
+        insert = f"INSERT INTO {q(table)} SELECT {', '.join(select)} FROM {q(incoming)} AS i"
         if self._run(f"SELECT count(*) FROM {q(table)}")[0][0] == 0:
-            select = [
-                s.replace(f"coalesce(o.{q(C.CREATED_AT)}, i.{q(C.CREATED_AT)})", f"i.{q(C.CREATED_AT)}")
-                for s in select
-            ]
-            self._run(f"INSERT INTO {q(table)} SELECT {', '.join(select)} FROM {q(incoming)} AS i")
+            self._run(insert)
             return
-        id_match = " AND ".join(f"o.{q(c)} = i.{q(c)}" for c in ids)
         key_match = " AND ".join(f"t.{q(c)} = k.{q(c)}" for c in replace_key)
         keys = ", ".join(q(c) for c in replace_key)
-        # Carry created_at over from the stored row before that row moves to history.
-        staged = f"__metaxy_staged_{uuid.uuid4().hex[:12]}"
-        self._run(
-            f"CREATE TEMP TABLE {staged} AS SELECT {', '.join(select)} FROM {q(incoming)} AS i "
-            f"LEFT JOIN {q(table)} AS o ON {id_match}"
-        )
-        try:
-            replaced = f"(SELECT DISTINCT {keys} FROM {q(incoming)}) AS k"
-            self._run(
-                f"INSERT INTO {HISTORY}.{q(table)} SELECT t.* FROM {q(table)} AS t SEMI JOIN {replaced} ON {key_match}"
-            )
-            self._run(f"DELETE FROM {q(table)} AS t USING {replaced} WHERE {key_match}")
-            self._run(f"INSERT INTO {q(table)} SELECT * FROM {staged}")
-        finally:
-            self._run(f"DROP TABLE IF EXISTS {staged}")
+        replaced = f"(SELECT DISTINCT {keys} FROM {q(incoming)}) AS k"
+        # Superseded versions move to history, then the new rows replace them: no index, no merge-on-read.
+        self._run(f"INSERT INTO {HISTORY}.{q(table)} SELECT t.* FROM {q(table)} AS t SEMI JOIN {replaced} ON {key_match}")
+        self._run(f"DELETE FROM {q(table)} AS t USING {replaced} WHERE {key_match}")
+        self._run(insert)
 
     # -- read / delete ----------------------------------------------------------------------------
     def _read(

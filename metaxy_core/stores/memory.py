@@ -311,13 +311,6 @@ class InMemoryMetadataStore(MetadataStore):
             self._current[key] = frame
             self._history[key] = frame.clear()
             return
-        ids = list(cls.spec.id_columns)
-        previous_created = current.select(*ids, pl.col(C.CREATED_AT).alias("__metaxy_prev_created"))
-        frame = (
-            frame.join(previous_created, on=ids, how="left")
-            .with_columns(pl.coalesce("__metaxy_prev_created", C.CREATED_AT).alias(C.CREATED_AT))
-            .drop("__metaxy_prev_created")
-        )
         replaced_keys = frame.select(list(replace_key)).unique()
         replaced = current.join(replaced_keys, on=list(replace_key), how="semi")
         kept = current.join(replaced_keys, on=list(replace_key), how="anti")
