@@ -214,9 +214,10 @@ def diff_sql(
     pbf, prov = q(C.PROVENANCE_BY_FIELD), q(C.PROVENANCE)
     non_key = [c for c in carried if c not in plan.key_columns]
     if stored is None:
+        all_fields = "CAST([" + ", ".join(lit(fp.key) for fp in plan.fields) + "] AS VARCHAR[])"
         cols = [keys, *(q(c) for c in non_key), pbf, prov]
         return (
-            f"SELECT 'new' AS {STATUS}, {', '.join(cols)}, CAST(NULL AS VARCHAR[]) AS {q(C.CHANGED_FIELDS)}, "
+            f"SELECT 'new' AS {STATUS}, {', '.join(cols)}, {all_fields} AS {q(C.CHANGED_FIELDS)}, "
             f"CAST(NULL AS VARCHAR) AS {q(STORED_PROV)}, {pbf} AS {q(STORED_PBF)} FROM ({expected}) AS e"
         )
     changed = d.list_of_non_null(

@@ -237,8 +237,8 @@ class DuckDBMetadataStore(MetadataStore):
     def _split(self, plan: ResolvePlan, diff: str, carried: Sequence[str], lazy: bool) -> Increment:
         keys = list(plan.key_columns)
         non_key = [c for c in carried if c not in keys]
-        new_cols = [*keys, *non_key, C.PROVENANCE_BY_FIELD, C.PROVENANCE]
-        stale_cols = [*new_cols, C.CHANGED_FIELDS]
+        new_cols = [*keys, *non_key, C.PROVENANCE_BY_FIELD, C.PROVENANCE, C.CHANGED_FIELDS]
+        stale_cols = new_cols
         orphan_exprs = [
             *(q(k) for k in keys),
             f"{q(STORED_PBF)} AS {q(C.PROVENANCE_BY_FIELD)}",
@@ -300,7 +300,8 @@ class DuckDBMetadataStore(MetadataStore):
                 C.PROVENANCE: pl.Series([], dtype=pl.String),
             }
         )
-        stale = empty.with_columns(pl.lit(None, dtype=pl.List(pl.String)).alias(C.CHANGED_FIELDS))
+        empty = empty.with_columns(pl.lit(None, dtype=pl.List(pl.String)).alias(C.CHANGED_FIELDS))
+        stale = empty
         if lazy:
             return Increment(
                 nw.from_native(empty.lazy()),
@@ -409,7 +410,9 @@ class DuckDBMetadataStore(MetadataStore):
         keys = ", ".join(q(c) for c in replace_key)
         replaced = f"(SELECT DISTINCT {keys} FROM {q(incoming)}) AS k"
         # Superseded versions move to history, then the new rows replace them: no index, no merge-on-read.
-        self._run(f"INSERT INTO {HISTORY}.{q(table)} SELECT t.* FROM {q(table)} AS t SEMI JOIN {replaced} ON {key_match}")
+        self._run(
+            f"INSERT INTO {HISTORY}.{q(table)} SELECT t.* FROM {q(table)} AS t SEMI JOIN {replaced} ON {key_match}"
+        )
         self._run(f"DELETE FROM {q(table)} AS t USING {replaced} WHERE {key_match}")
         self._run(insert)
 

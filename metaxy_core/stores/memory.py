@@ -261,9 +261,10 @@ class InMemoryMetadataStore(MetadataStore):
             expected, carried = self._expected(plan, samples, filters, h)
         non_key = [c for c in carried if c not in keys]
         new_cols = [*keys, *non_key, C.PROVENANCE_BY_FIELD, C.PROVENANCE]
+        all_fields = pl.lit([fp.key for fp in plan.fields], dtype=pl.List(pl.String)).alias(C.CHANGED_FIELDS)
         if stored is None:
-            new = expected.select(new_cols)
-            stale = new.clear().with_columns(pl.lit(None, dtype=pl.List(pl.String)).alias(C.CHANGED_FIELDS))
+            new = expected.select(*new_cols, all_fields)
+            stale = new.clear()
             orphaned = expected.select(*keys, C.PROVENANCE_BY_FIELD, C.PROVENANCE).clear()
         else:
             if plan.missing_required:
@@ -291,7 +292,7 @@ class InMemoryMetadataStore(MetadataStore):
                     | pl.col(C.PROVENANCE).ne_missing(pl.col("__metaxy_stored_prov"))
                 )
             )
-            new = joined.filter(e & ~s).select(new_cols)
+            new = joined.filter(e & ~s).select(*new_cols, changed.alias(C.CHANGED_FIELDS))
             stale = joined.filter(is_stale).select(*new_cols, changed.alias(C.CHANGED_FIELDS))
             orphaned = joined.filter(~e & s).select(
                 *keys,

@@ -331,7 +331,8 @@ def test_optional_dep_left_join_and_stale_when_input_appears(store, hash8):
     put(store, b, ["1"], ["q"], path=["bp1"])
     inc = store.resolve_update(C)
     new = inc.new.to_polars().sort("sample_uid")
-    assert new.columns == ["sample_uid", "lang", "b_path", PBF, "metaxy_provenance"]
+    assert new.columns == ["sample_uid", "lang", "b_path", PBF, "metaxy_provenance", "metaxy_changed_fields"]
+    assert new["metaxy_changed_fields"].to_list() == [["z"]] * 3
     assert new["b_path"].to_list() == ["bp1", None, None]
     # the missing optional input enters the canonical string as ''
     a_dv = store.read(a).to_polars().sort("sample_uid")["metaxy_data_version_by_field"].to_list()
@@ -366,7 +367,7 @@ def test_all_optional_deps_use_a_full_outer_join(store):
     put(store, b, ["2", "3"], ["q", "r"], path=["bp2", "bp3"])
     inc = store.resolve_update(D)
     assert sorted(inc.new.to_polars()["sample_uid"]) == ["1", "2", "3"]
-    assert inc.new.to_polars().columns == ["sample_uid", PBF, "metaxy_provenance"]
+    assert inc.new.to_polars().columns == ["sample_uid", PBF, "metaxy_provenance", "metaxy_changed_fields"]
 
 
 def test_column_collision_and_bad_rename_are_rejected_with_a_fix():
