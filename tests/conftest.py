@@ -1,0 +1,77 @@
+"""Shared fixtures for the whole test suite.
+
+* Every test runs with a clean metaxy configuration (no ``METAXY_*`` variables from the caller's
+  environment, no config cached from an earlier test) and in its own active :class:`FeatureGraph`,
+  so feature classes defined by one test never leak into another.
+* ``store`` is the store conformance matrix: every test that takes it runs once per entry of
+  :data:`STORE_FACTORIES`. A new backend joins the whole suite by adding one factory there (a
+  factory may call ``pytest.importorskip`` / ``pytest.skip`` when its driver or server is absent).
+"""
+
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import metaxy_core as mx
+
+StoreFactory = Callable[..., mx.MetadataStore]
+"""``factory(tmp_path, **options) -> store``; ``options`` are constructor keywords such as ``hash_algorithm``."""
+
+
+def _memory_store(tmp_path: Path, **options: Any) -> mx.MetadataStore:
+    return mx.InMemoryMetadataStore(**options)
+
+
+def _duckdb_store(tmp_path: Path, **options: Any) -> mx.MetadataStore:
+    # A real file, not ":memory:": the file layout, reopening and transactions are part of the contract.
+    return mx.DuckDBMetadataStore(database=tmp_path / "metadata.duckdb", **options)
+
+
+STORE_FACTORIES: dict[str, StoreFactory] = {
+    "memory": _memory_store,
+    "duckdb": _duckdb_store,
+}
+
+
+@pytest.fixture(autouse=True)
+def _clean_config(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    for name in list(os.environ):
+        if name.upper().startswith("METAXY_"):
+            monkeypatch.delenv(name)
+    mx.set_config(None)
+    yield
+    mx.set_config(None)
+
+
+@pytest.fixture(autouse=True)
+def graph() -> Iterator[mx.FeatureGraph]:
+    """A fresh feature graph, active for the whole test."""
+    fresh = mx.FeatureGraph()
+    with fresh.use():
+        yield fresh
+
+
+@pytest.fixture(params=sorted(STORE_FACTORIES))
+def store_factory(request: pytest.FixtureRequest, tmp_path: Path) -> Callable[..., mx.MetadataStore]:
+    """Builds stores of one backend: ``store_factory(**options)``. Each call under one test gets its own
+    folder, so two stores of the same backend never share state."""
+    factory = STORE_FACTORIES[request.param]
+    counter = iter(range(1_000))
+
+    def build(**options: Any) -> mx.MetadataStore:
+        folder = tmp_path / f"store{next(counter)}"
+        folder.mkdir()
+        return factory(folder, **options)
+
+    return build
+
+
+@pytest.fixture
+def store(store_factory: Callable[..., mx.MetadataStore]) -> Iterator[mx.MetadataStore]:
+    """An open store of each backend (the conformance matrix)."""
+    built = store_factory()
+    with built:
+        yield built
