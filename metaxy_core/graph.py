@@ -78,6 +78,14 @@ class FeatureGraph:
                     "graph with `with mx.FeatureGraph().use(): ...`)."
                 )
         self._validate(cls)
+        table = spec.key.table_name.lower()
+        for other_key, other in self.features_by_key.items():
+            if other_key != spec.key and other_key.table_name.lower() == table:
+                raise FeatureDefinitionError(
+                    f"Feature key '{spec.key}' ({cls.__name__}) differs from '{other_key}' ({other.__name__}) only "
+                    "in letter case; SQL engines fold table names to one case, so both would share a table. "
+                    "Pick keys that differ in more than case."
+                )
         self.features_by_key[spec.key] = cls
         self._cache.clear()
         try:

@@ -8,6 +8,7 @@ everything that must be identical across engines: which upstream columns are car
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from metaxy_core import columns as C
 from metaxy_core.errors import FeatureDefinitionError, ResolveError
@@ -25,6 +26,8 @@ class TableSchema:
     """Field keys present in each struct system column."""
     types: dict[str, str] = field(default_factory=dict)
     """Engine type name per column (for error messages and aggregation id checks)."""
+    dtypes: dict[str, Any] = field(default_factory=dict)
+    """polars dtype per column, to check and coerce incoming frames against what is stored."""
 
 
 @dataclass(frozen=True)

@@ -46,7 +46,7 @@ def polars_dtype(annotation: Any) -> tuple[pl.DataType | None, bool]:
     return _SCALARS.get(annotation), False
 
 
-def _lossless(src: pl.DataType, dst: pl.DataType) -> bool:
+def lossless(src: pl.DataType, dst: pl.DataType) -> bool:
     if src == dst or src == pl.Null:
         return True
     if src.is_integer() and (dst == pl.String or dst.is_float()):
@@ -57,7 +57,7 @@ def _lossless(src: pl.DataType, dst: pl.DataType) -> bool:
         return dst == pl.Float64
     if isinstance(src, pl.Datetime) and isinstance(dst, pl.Datetime):
         return True
-    return isinstance(src, pl.List) and isinstance(dst, pl.List) and _lossless(src.inner, dst.inner)
+    return isinstance(src, pl.List) and isinstance(dst, pl.List) and lossless(src.inner, dst.inner)
 
 
 def coerce_declared_columns(
@@ -66,6 +66,7 @@ def coerce_declared_columns(
     *,
     strict_unknown: bool,
     stored: "TableSchema | None" = None,
+    upstream_columns: frozenset[str] = frozenset(),
 ) -> pl.DataFrame:
     key = cls.spec.key
     ids = set(cls.spec.id_columns)
@@ -89,7 +90,7 @@ def coerce_declared_columns(
         src = frame.schema[name]
         if src == dtype:
             continue
-        if not _lossless(src, dtype):
+        if not lossless(src, dtype):
             raise MetadataValidationError(
                 f"write({key}): column '{name}' has type {src}, but {cls.__name__} declares {dtype}; convert it "
                 "before writing (only lossless conversions such as int -> str or int -> float are automatic)."
@@ -99,9 +100,36 @@ def coerce_declared_columns(
         casts.append(pl.col(name).cast(dtype))
     if strict_unknown and declared:
         unknown = [c for c in frame.columns if c not in declared and c not in ids and not C.is_system(c)]
+        # Upstream columns that an increment carried are not this feature's data: drop them, so
+        # `write(F, increment.new.with_columns(result=...))` just works.
+        carried = [c for c in unknown if c in upstream_columns]
+        if carried:
+            frame = frame.drop(carried)
+            unknown = [c for c in unknown if c not in carried]
         if unknown:
             raise MetadataValidationError(
                 f"write({key}): column(s) {unknown} are not declared on {cls.__name__} (declared: "
                 f"{list(declared)}, ids: {sorted(ids)}). Declare them on the class or drop them before writing."
             )
+    frame = frame.with_columns(casts) if casts else frame
+    if stored is not None and stored.dtypes:
+        frame = _fit_stored_types(cls, frame, stored)
+    return frame
+
+
+def _fit_stored_types(cls: "type[BaseFeature]", frame: pl.DataFrame, stored: "TableSchema") -> pl.DataFrame:
+    """Columns already stored keep their type: coerce losslessly or fail naming the column."""
+    casts = []
+    for name in frame.columns:
+        if C.is_system(name) or name not in stored.dtypes:
+            continue
+        have, want = frame.schema[name], stored.dtypes[name]
+        if have == want:
+            continue
+        if not lossless(have, want):
+            raise MetadataValidationError(
+                f"write({cls.spec.key}): column '{name}' is stored as {want}, but the frame has {have}; convert it "
+                f"to {want} before writing (nothing was written)."
+            )
+        casts.append(pl.col(name).cast(want))
     return frame.with_columns(casts) if casts else frame

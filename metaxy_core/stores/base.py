@@ -17,7 +17,13 @@ import narwhals as nw
 import polars as pl
 
 from metaxy_core import columns as C
-from metaxy_core.errors import FeatureNotFoundError, MetadataValidationError, ResolveError, StoreError
+from metaxy_core.errors import (
+    FeatureNotFoundError,
+    MetadataValidationError,
+    MetaxyError,
+    ResolveError,
+    StoreError,
+)
 from metaxy_core.feature import BaseFeature
 from metaxy_core.graph import FeatureGraph
 from metaxy_core.increment import Increment
@@ -73,8 +79,7 @@ class MetadataStore(abc.ABC):
         self.hash_algorithm = hash_algorithm
         self._hash_length = hash_length
         self._depth = 0
-        if hash_length is not None:
-            check_hash_settings(hash_algorithm, hash_length)
+        check_hash_settings(hash_algorithm, hash_length if hash_length is not None else 16)
 
     # -- settings ---------------------------------------------------------------------------------
     @property
@@ -113,10 +118,21 @@ class MetadataStore(abc.ABC):
         return self._depth > 0
 
     @contextmanager
-    def _session(self) -> Iterator[None]:
-        """Open for the duration of one call when the caller did not use ``with store:``."""
+    def _session(self, what: str | None = None, error: type[MetaxyError] = StoreError) -> Iterator[None]:
+        """Open for the duration of one call when the caller did not use ``with store:``.
+
+        Engine exceptions (DuckDB, polars, ...) are translated here, at the store boundary, into one
+        metaxy error naming the operation, so callers catch one family whatever the backend.
+        """
         with self:
-            yield
+            try:
+                yield
+            except MetaxyError:
+                raise
+            except Exception as exc:
+                if what is None:
+                    raise
+                raise error(f"{what} failed in {type(self).__name__}: {type(exc).__name__}: {exc}") from exc
 
     @abc.abstractmethod
     def _open(self) -> None: ...
@@ -151,7 +167,7 @@ class MetadataStore(abc.ABC):
         ``filters`` restrict the target samples on both sides. ``lazy=True`` returns lazy frames.
         """
         cls = self.feature_class(feature)
-        with self._session():
+        with self._session(f"resolve_update({cls.spec.key})", ResolveError):
             plan = build_plan(cls.graph, cls.spec.key, self._schema)
             samples_pl: pl.DataFrame | None = None
             if not cls.spec.deps:
@@ -180,7 +196,7 @@ class MetadataStore(abc.ABC):
         """
         cls = self.feature_class(feature)
         frame = to_polars(df, f"write({cls.spec.key})")
-        with self._session():
+        with self._session(f"write({cls.spec.key})"):
             schema = self._schema(cls.spec.key)
             prepared = self._prepare_write(cls, frame, schema, materialization_id or uuid.uuid4().hex)
             if prepared.height == 0:
@@ -200,7 +216,7 @@ class MetadataStore(abc.ABC):
     ) -> Any:
         """Current rows (or every stored version with ``history=True``) as a narwhals frame."""
         cls = self.feature_class(feature)
-        with self._session():
+        with self._session(f"read({cls.spec.key})"):
             if self._schema(cls.spec.key) is None:
                 raise FeatureNotFoundError(
                     f"No metadata stored for feature '{cls.spec.key}' yet. Stored features: "
@@ -213,7 +229,7 @@ class MetadataStore(abc.ABC):
     def delete(self, feature: FeatureRef, filters: Filters = None, *, soft: bool = True) -> int:
         """Delete matching current rows; soft marks ``metaxy_deleted_at``, hard removes every version."""
         cls = self.feature_class(feature)
-        with self._session():
+        with self._session(f"delete({cls.spec.key})"):
             if self._schema(cls.spec.key) is None:
                 return 0
             return self._delete(cls, normalize_filters(filters), soft)
@@ -291,16 +307,29 @@ class MetadataStore(abc.ABC):
     def _prepare_samples(self, cls: type[BaseFeature], samples: Any) -> pl.DataFrame:
         frame = to_polars(samples, f"resolve_update({cls.spec.key}, samples=...)")
         key = cls.spec.key
-        _check_ids(frame, key, cls.spec.id_columns, "samples")
+        _check_ids(frame, key, cls.spec.id_columns, "samples for resolve_update")
         if C.PROVENANCE_BY_FIELD not in frame.columns:
             raise ResolveError(
                 f"samples for root feature '{key}' need a '{C.PROVENANCE_BY_FIELD}' column: a struct with one "
                 f"value per field ({', '.join(map(str, cls.spec.field_keys))}), e.g. a content hash."
             )
-        frame = _normalize_struct(frame, C.PROVENANCE_BY_FIELD, cls, required=True)
+        frame = _normalize_struct(
+            frame, C.PROVENANCE_BY_FIELD, cls, required=True, what="samples for resolve_update"
+        )
         drop = [c for c in frame.columns if C.is_system(c) and c != C.PROVENANCE_BY_FIELD]
         frame = coerce_declared_columns(cls, frame.drop(drop), strict_unknown=False)
         return frame
+
+    def _upstream_columns(self, cls: type[BaseFeature]) -> frozenset[str]:
+        """Names under which an increment of ``cls`` may carry upstream user columns."""
+        names: set[str] = set()
+        for dep in cls.spec.deps:
+            upstream = cls.graph.get_feature(dep.feature)
+            stored = self._schema(dep.feature)
+            columns = set(upstream.model_fields) | set(stored.columns if stored else ())
+            rename = dep.rename or {}
+            names |= {rename.get(c, c) for c in columns}
+        return frozenset(names)
 
     def _prepare_write(
         self, cls: type[BaseFeature], frame: pl.DataFrame, schema: TableSchema | None, materialization_id: str
@@ -334,7 +363,9 @@ class MetadataStore(abc.ABC):
         frame = _normalize_struct(frame, C.PROVENANCE_BY_FIELD, cls, required=True)
         if C.DATA_VERSION_BY_FIELD in frame.columns:
             frame = _normalize_struct(frame, C.DATA_VERSION_BY_FIELD, cls, required=False)
-        frame = coerce_declared_columns(cls, frame, strict_unknown=True, stored=schema)
+        frame = coerce_declared_columns(
+            cls, frame, strict_unknown=True, stored=schema, upstream_columns=self._upstream_columns(cls)
+        )
         user_cols = [c for c in frame.columns if not C.is_system(c)]
 
         hasher = self.hasher
@@ -431,7 +462,11 @@ def _check_ids(frame: pl.DataFrame, key: FeatureKey, ids: Sequence[str], what: s
                 f"{what}({key}): id column '{column}' has {nulls} null value(s); every sample needs a non-null id."
             )
     # n_unique is a single hash pass; is_duplicated() on a struct is several times slower at 1M rows.
-    unique = frame.get_column(ids[0]).n_unique() if len(ids) == 1 else frame.select(pl.struct(list(ids)).n_unique()).item()
+    unique = (
+        frame.get_column(ids[0]).n_unique()
+        if len(ids) == 1
+        else frame.select(pl.struct(list(ids)).n_unique()).item()
+    )
     if frame.height and unique != frame.height:
         dupes = frame.filter(pl.struct(list(ids)).is_duplicated()).select(ids).unique().head(3).to_dicts()
         raise MetadataValidationError(
@@ -440,7 +475,7 @@ def _check_ids(frame: pl.DataFrame, key: FeatureKey, ids: Sequence[str], what: s
 
 
 def _normalize_struct(
-    frame: pl.DataFrame, column: str, cls: type[BaseFeature], *, required: bool
+    frame: pl.DataFrame, column: str, cls: type[BaseFeature], *, required: bool, what: str = "write"
 ) -> pl.DataFrame:
     """Rebuild a by-field struct with exactly the feature's fields, sorted; check values."""
     key = cls.spec.key
@@ -448,20 +483,20 @@ def _normalize_struct(
     dtype = frame.schema[column]
     if not isinstance(dtype, pl.Struct):
         raise MetadataValidationError(
-            f"write({key}): column '{column}' must be a struct with one string per field ({', '.join(fields)}), "
+            f"{what}({key}): column '{column}' must be a struct with one string per field ({', '.join(fields)}), "
             f"got {dtype}."
         )
     present = [f.name for f in dtype.fields]
     extra = [f for f in present if f not in fields]
     if extra:
         raise MetadataValidationError(
-            f"write({key}): column '{column}' has field(s) {extra} that feature '{key}' does not declare "
+            f"{what}({key}): column '{column}' has field(s) {extra} that feature '{key}' does not declare "
             f"(its fields: {fields})."
         )
     absent = [f for f in fields if f not in present]
     if required and absent:
         raise MetadataValidationError(
-            f"write({key}): column '{column}' lacks field(s) {absent}; give a value for every field of '{key}' "
+            f"{what}({key}): column '{column}' lacks field(s) {absent}; give a value for every field of '{key}' "
             f"({fields})."
         )
     rebuilt = pl.struct(
@@ -482,7 +517,7 @@ def _normalize_struct(
         bad = {f: n for f, n in nulls.items() if n}
         if bad:
             raise MetadataValidationError(
-                f"write({key}): column '{column}' has null values for field(s) {bad}; every field needs a value."
+                f"{what}({key}): column '{column}' has null values for field(s) {bad}; every field needs a value."
             )
     return frame
 

@@ -138,22 +138,27 @@ class DuckDBMetadataStore(MetadataStore):
         table = key.table_name
         if not self._table_exists(table):
             return None
-        described = self._run(f"DESCRIBE {q(table)}")
-        types = {row[0]: row[1] for row in described}
-        arrow = self._arrow_schema(f"SELECT * FROM {q(table)} LIMIT 0")
+        types = {row[0]: row[1] for row in self._run(f"DESCRIBE {q(table)}")}
+        empty = pl.from_arrow(self.connection.sql(f"SELECT * FROM {q(table)} LIMIT 0").to_arrow_table())
+        assert isinstance(empty, pl.DataFrame)
         structs = {
-            name: tuple(
-                arrow.field(name).type.field(i).name for i in range(arrow.field(name).type.num_fields)
-            )
+            name: tuple(f.name for f in empty.schema[name].fields)  # type: ignore[attr-defined]
             for name in C.STRUCT_COLUMNS
             if name in types
         }
         return TableSchema(
-            columns=tuple(c for c in types if not C.is_system(c)), struct_fields=structs, types=types
+            columns=tuple(c for c in types if not C.is_system(c)),
+            struct_fields=structs,
+            types=types,
+            dtypes=dict(empty.schema),
         )
 
     def _list_features(self) -> list[FeatureKey]:
-        rows = self._run("SELECT table_name FROM information_schema.tables WHERE table_schema = 'main'")
+        # Only metaxy tables: a shared DuckDB file may hold the user's own tables too.
+        rows = self._run(
+            "SELECT table_name FROM information_schema.columns WHERE table_schema = 'main' AND column_name = ?",
+            [C.PROVENANCE],
+        )
         keys = []
         for (name,) in rows:
             with contextlib.suppress(Exception):

@@ -109,6 +109,7 @@ class InMemoryMetadataStore(MetadataStore):
                 c: _struct_fields(frame.schema[c]) for c in C.STRUCT_COLUMNS if c in frame.columns
             },
             types={c: str(t) for c, t in frame.schema.items()},
+            dtypes=dict(frame.schema),
         )
 
     def _append_system(self, name: str, frame: pl.DataFrame) -> None:

@@ -328,7 +328,7 @@ def test_system_tables(store: mx.MetadataStore) -> None:
     assert store.list_features() == []  # system tables are not features
 
 
-# -- known gaps (strict xfail: they start failing loudly once fixed) ----------------------------------
+# -- formerly known gaps, now pinned ----------------------------------------------------------------
 def _loose_feature() -> type[mx.BaseFeature]:
     class Loose(mx.Feature, spec=mx.FeatureSpec(key="loose")):
         pass
@@ -340,19 +340,9 @@ def _loose_rows(uid: int, value: object) -> pl.DataFrame:
     return pl.DataFrame({"sample_uid": [uid], "anything": [value], C.PROVENANCE_BY_FIELD: [{"default": "v"}]})
 
 
-def test_write_not_fitting_the_stored_type_fails_atomically(
-    store: mx.MetadataStore, request: pytest.FixtureRequest
-) -> None:
+def test_write_not_fitting_the_stored_type_fails_atomically(store: mx.MetadataStore) -> None:
     """A feature without declared columns still has a stored type per column; a value that does not fit
     it fails the write, and nothing changes."""
-    if store.kind == "memory":
-        request.applymarker(
-            pytest.mark.xfail(
-                strict=True,
-                reason="core bug: the memory store accepts the write and silently re-types the stored column "
-                "(stored 5 becomes '5'), unlike DuckDB",
-            )
-        )
     loose = _loose_feature()
     store.write(loose, _loose_rows(1, 5))
     before = store.read(loose).to_polars()
@@ -362,51 +352,28 @@ def test_write_not_fitting_the_stored_type_fails_atomically(
     assert store.read(loose, history=True).to_polars().height == 1
 
 
-def test_write_not_fitting_the_stored_type_names_the_column(
-    store: mx.MetadataStore, request: pytest.FixtureRequest
-) -> None:
-    request.applymarker(
-        pytest.mark.xfail(
-            strict=True,
-            reason="core bug: DuckDB raises MetadataValidationError whose text is the engine's message plus "
-            "a SQL excerpt ('Could not convert string 'abc' to INT64 ... LINE 1: INSERT INTO ...'), without "
-            "naming the column; the memory store does not fail at all",
-        )
-    )
+def test_write_not_fitting_the_stored_type_names_the_column(store: mx.MetadataStore) -> None:
     loose = _loose_feature()
     store.write(loose, _loose_rows(1, 5))
     with pytest.raises(mx.MetadataValidationError, match=r"write\(loose\).*column 'anything'"):
         store.write(loose, _loose_rows(2, "abc"))
+    # a lossless difference is coerced to the stored type
+    store.write(loose, _loose_rows(3, None))
+    assert store.read(loose).to_polars().sort("sample_uid")["anything"].to_list() == [5, None]
 
 
-def test_feature_keys_differing_only_in_case(store: mx.MetadataStore, request: pytest.FixtureRequest) -> None:
-    if store.kind == "duckdb":
-        request.applymarker(
-            pytest.mark.xfail(
-                strict=True,
-                reason="core bug: DuckDB identifiers are case-insensitive, so 'docs__Page' collides with "
-                "'docs__page' (Catalog Error: already exists) while _table_exists compares case-sensitively",
-            )
-        )
-
+def test_feature_keys_differing_only_in_case_are_rejected() -> None:
     class Lower(mx.Feature, spec=mx.FeatureSpec(key="docs/page")):
         pass
 
-    class Upper(mx.Feature, spec=mx.FeatureSpec(key="docs/Page")):
-        pass
+    with pytest.raises(
+        mx.FeatureDefinitionError, match=r"'docs/Page' .* differs from 'docs/page' .* only in letter case"
+    ):
 
-    store.write(Lower, pl.DataFrame({"sample_uid": [1], C.PROVENANCE_BY_FIELD: [{"default": "v"}]}))
-    store.write(Upper, pl.DataFrame({"sample_uid": [2], C.PROVENANCE_BY_FIELD: [{"default": "w"}]}))
-    assert store.read(Lower).to_polars()["sample_uid"].to_list() == [1]
-    assert store.read(Upper).to_polars()["sample_uid"].to_list() == [2]
-    assert store.list_features() == [mx.FeatureKey("docs/Page"), mx.FeatureKey("docs/page")]
+        class Upper(mx.Feature, spec=mx.FeatureSpec(key="docs/Page")):
+            pass
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="core bug: DuckDBMetadataStore.list_features lists every table in schema main, e.g. a user's table "
-    "in a shared DuckDB file",
-)
 def test_duckdb_list_features_ignores_foreign_tables(tmp_path: Any, doc: type[mx.BaseFeature]) -> None:
     with mx.DuckDBMetadataStore(database=tmp_path / "shared.duckdb") as store:
         write_docs(store, doc, doc_rows())
@@ -424,33 +391,18 @@ ENGINE_ERROR_CASES: dict[str, Callable[[mx.MetadataStore, type[mx.BaseFeature]],
 
 @pytest.mark.parametrize("case", sorted(ENGINE_ERROR_CASES))
 def test_engine_errors_surface_as_metaxy_errors(
-    store: mx.MetadataStore, doc: type[mx.BaseFeature], case: str, request: pytest.FixtureRequest
+    store: mx.MetadataStore, doc: type[mx.BaseFeature], case: str
 ) -> None:
     """One interface, one exception family: a bad column in columns=/filters= raises an mx.MetaxyError
     naming the column on every store, not the engine's own exception type."""
-    if not (store.kind == "duckdb" and case == "resolve-filter"):
-        request.applymarker(
-            pytest.mark.xfail(
-                strict=True,
-                reason="core bug: engine errors (polars ColumnNotFoundError, duckdb BinderException) are not "
-                "translated at the store boundary for read/delete (and for resolve on the memory store)",
-            )
-        )
     write_docs(store, doc, doc_rows())
+    before = store.read(doc).to_polars()
     with pytest.raises(mx.MetaxyError, match="nope"):
         ENGINE_ERROR_CASES[case](store, doc)
+    assert store.read(doc).to_polars().equals(before)
 
 
-def test_sample_validation_errors_name_resolve_update(
-    store: mx.MetadataStore, request: pytest.FixtureRequest
-) -> None:
-    request.applymarker(
-        pytest.mark.xfail(
-            strict=True,
-            reason="core bug: _normalize_struct always says 'write(<key>)', also for resolve_update(samples=...)",
-        )
-    )
-
+def test_sample_validation_errors_name_resolve_update(store: mx.MetadataStore) -> None:
     class Doc2(mx.Feature, spec=mx.FeatureSpec(key="docs/two", fields=["text", "layout"])):
         pass
 

@@ -465,3 +465,19 @@ def test_engines_agree_on_lineage_provenance(store_factory, hash8):
                 s.read(spk).to_polars().select("speaker_id", PBF, "metaxy_provenance").sort("speaker_id")
             )
     assert results[0].equals(results[1])
+
+
+def test_write_drops_carried_upstream_columns_but_rejects_unknown_ones(store):
+    a, _ = two_roots()
+
+    class G(mx.Feature, spec=mx.FeatureSpec(key="g", deps=[a], fields=["v"])):
+        score: float
+
+    put(store, a, ["1", "2"], ["a", "b"], path=["p1", "p2"], lang=["en", "de"])
+    inc = store.resolve_update(G)
+    assert {"path", "lang"} <= set(inc.new.to_polars().columns)
+    # the increment's upstream columns (path, lang) are not G's data: dropped on write
+    assert store.write(G, inc.new.to_polars().with_columns(score=pl.lit(0.5))) == 2
+    assert "path" not in store.read(G).to_polars().columns
+    with pytest.raises(mx.MetadataValidationError, match=r"column\(s\) \['scroe'\] are not declared on G"):
+        store.write(G, inc.new.to_polars().with_columns(score=pl.lit(0.5), scroe=pl.lit(1)))
