@@ -28,7 +28,19 @@ from metaxy_core.spec import LineageRelationship as LineageRelationship
 
 __version__ = "0.1.0"
 
+from metaxy_core.diff import GraphDiff as GraphDiff
+from metaxy_core.diff import diff_graphs as diff_graphs
 from metaxy_core.increment import Increment as Increment
+from metaxy_core.migrations import apply_migration as apply_migration
+from metaxy_core.migrations import generate_migration as generate_migration
+from metaxy_core.migrations import migration_status as migration_status
+from metaxy_core.render import render_diff as render_diff
+from metaxy_core.render import render_graph as render_graph
+from metaxy_core.snapshots import GraphSnapshot as GraphSnapshot
+from metaxy_core.snapshots import SnapshotNotFoundError as SnapshotNotFoundError
+from metaxy_core.snapshots import load_graph_snapshot as load_graph_snapshot
+from metaxy_core.snapshots import push_graph_snapshot as push_graph_snapshot
+from metaxy_core.status import feature_status as feature_status
 from metaxy_core.stores.base import MetadataStore as MetadataStore
 from metaxy_core.stores.duckdb import DuckDBMetadataStore as DuckDBMetadataStore
 from metaxy_core.stores.memory import InMemoryMetadataStore as InMemoryMetadataStore
