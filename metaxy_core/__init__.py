@@ -6,6 +6,8 @@ from metaxy_core.config import get_config as get_config
 from metaxy_core.config import init as init
 from metaxy_core.config import load_config as load_config
 from metaxy_core.config import set_config as set_config
+from metaxy_core.diff import GraphDiff as GraphDiff
+from metaxy_core.diff import diff_graphs as diff_graphs
 from metaxy_core.errors import ConfigError as ConfigError
 from metaxy_core.errors import FeatureDefinitionError as FeatureDefinitionError
 from metaxy_core.errors import FeatureNotFoundError as FeatureNotFoundError
@@ -17,20 +19,9 @@ from metaxy_core.errors import StoreError as StoreError
 from metaxy_core.feature import BaseFeature as BaseFeature
 from metaxy_core.feature import Feature as Feature
 from metaxy_core.graph import FeatureGraph as FeatureGraph
+from metaxy_core.increment import Increment as Increment
 from metaxy_core.keys import FeatureKey as FeatureKey
 from metaxy_core.keys import FieldKey as FieldKey
-from metaxy_core.spec import ALL as ALL
-from metaxy_core.spec import FeatureDep as FeatureDep
-from metaxy_core.spec import FeatureSpec as FeatureSpec
-from metaxy_core.spec import FieldDep as FieldDep
-from metaxy_core.spec import FieldSpec as FieldSpec
-from metaxy_core.spec import LineageRelationship as LineageRelationship
-
-__version__ = "0.1.0"
-
-from metaxy_core.diff import GraphDiff as GraphDiff
-from metaxy_core.diff import diff_graphs as diff_graphs
-from metaxy_core.increment import Increment as Increment
 from metaxy_core.migrations import apply_migration as apply_migration
 from metaxy_core.migrations import generate_migration as generate_migration
 from metaxy_core.migrations import migration_status as migration_status
@@ -40,7 +31,15 @@ from metaxy_core.snapshots import GraphSnapshot as GraphSnapshot
 from metaxy_core.snapshots import SnapshotNotFoundError as SnapshotNotFoundError
 from metaxy_core.snapshots import load_graph_snapshot as load_graph_snapshot
 from metaxy_core.snapshots import push_graph_snapshot as push_graph_snapshot
+from metaxy_core.spec import ALL as ALL
+from metaxy_core.spec import FeatureDep as FeatureDep
+from metaxy_core.spec import FeatureSpec as FeatureSpec
+from metaxy_core.spec import FieldDep as FieldDep
+from metaxy_core.spec import FieldSpec as FieldSpec
+from metaxy_core.spec import LineageRelationship as LineageRelationship
 from metaxy_core.status import feature_status as feature_status
 from metaxy_core.stores.base import MetadataStore as MetadataStore
 from metaxy_core.stores.duckdb import DuckDBMetadataStore as DuckDBMetadataStore
 from metaxy_core.stores.memory import InMemoryMetadataStore as InMemoryMetadataStore
+
+__version__ = "0.1.0"
