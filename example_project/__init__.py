@@ -1,0 +1,1 @@
+"""The metaxy video pipeline as a Dagster project (see definitions.py)."""

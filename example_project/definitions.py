@@ -1,0 +1,37 @@
+"""Dagster definitions of the example project: ``dagster dev -w workspace.yaml`` loads this module.
+
+The store comes from ``example_project/metaxy.toml`` (store ``dev``: a DuckDB file under
+``example_project/data``); ``METAXY_STORES__DEV__CONFIG__DATABASE`` moves it elsewhere.
+"""
+
+import os
+from pathlib import Path
+
+import dagster as dg
+
+import metaxy_core as mx
+import metaxy_dagster as mxd
+
+CONFIG_FILE = Path(__file__).resolve().parent / "metaxy.toml"
+
+# Load the project's metaxy config (hash length, stores) and import its features.
+mx.init(CONFIG_FILE)
+
+from example_project.assets import FEATURE_ASSETS, feature_graph  # noqa: E402  (after mx.init)
+
+store = mxd.MetaxyStoreResource(store="dev", config_file=str(CONFIG_FILE))
+
+metaxy_sensor = mxd.build_metaxy_sensor(
+    FEATURE_ASSETS,
+    name="metaxy_sensor",
+    minimum_interval_seconds=int(os.environ.get("EXAMPLE_SENSOR_INTERVAL", "30")),
+    # Running by default so `dagster dev` picks up new or edited videos; EXAMPLE_SENSOR_STATUS=stopped
+    # leaves it to the UI (or GraphQL) to start it.
+    default_status=dg.DefaultSensorStatus(os.environ.get("EXAMPLE_SENSOR_STATUS", "running").upper()),
+)
+
+defs = dg.Definitions(
+    assets=[*FEATURE_ASSETS, feature_graph],
+    sensors=[metaxy_sensor],
+    resources={"metaxy_store": store, "metaxy_io_manager": mxd.MetaxyIOManager(store=store)},
+)

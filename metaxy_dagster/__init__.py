@@ -1,0 +1,40 @@
+"""metaxy_dagster: Dagster assets, resources, IO manager and sensor for metaxy features.
+
+A minimal setup::
+
+    import dagster as dg
+    import metaxy_dagster as mxd
+
+    @mxd.metaxy_asset(VideoChunk)
+    def chunks(context: dg.AssetExecutionContext, increment: mxd.MetaxyIncrement):
+        return split(increment.to_process())
+
+    store = mxd.MetaxyStoreResource(store="dev")
+    defs = dg.Definitions(
+        assets=[raw, chunks],
+        sensors=[mxd.build_metaxy_sensor([raw, chunks])],
+        resources={"metaxy_store": store, "metaxy_io_manager": mxd.MetaxyIOManager(store=store)},
+    )
+"""
+
+from metaxy_dagster.assets import DEFAULT_IO_MANAGER_KEY as DEFAULT_IO_MANAGER_KEY
+from metaxy_dagster.assets import DEFAULT_STORE_KEY as DEFAULT_STORE_KEY
+from metaxy_dagster.assets import MetaxyAssetInfo as MetaxyAssetInfo
+from metaxy_dagster.assets import build_metaxy_assets as build_metaxy_assets
+from metaxy_dagster.assets import build_metaxy_graph_asset as build_metaxy_graph_asset
+from metaxy_dagster.assets import metaxy_asset as metaxy_asset
+from metaxy_dagster.assets import metaxy_observable_source as metaxy_observable_source
+from metaxy_dagster.data_versions import FeatureDataVersion as FeatureDataVersion
+from metaxy_dagster.data_versions import feature_data_version as feature_data_version
+from metaxy_dagster.errors import MetaxyDagsterError as MetaxyDagsterError
+from metaxy_dagster.errors import MetaxyDefinitionError as MetaxyDefinitionError
+from metaxy_dagster.errors import MetaxyOutputError as MetaxyOutputError
+from metaxy_dagster.io_manager import MetaxyIncrement as MetaxyIncrement
+from metaxy_dagster.io_manager import MetaxyIOManager as MetaxyIOManager
+from metaxy_dagster.io_manager import MetaxyWriteReport as MetaxyWriteReport
+from metaxy_dagster.resource import MetaxyStoreResource as MetaxyStoreResource
+from metaxy_dagster.sensors import build_metaxy_sensor as build_metaxy_sensor
+from metaxy_dagster.translator import MetaxyTranslator as MetaxyTranslator
+from metaxy_dagster.translator import MetaxyTranslatorSettings as MetaxyTranslatorSettings
+
+__version__ = "0.1.0"

@@ -1,0 +1,461 @@
+"""Asset factories: ``@metaxy_asset(Feature)``, ``build_metaxy_assets([...])``, ``metaxy_observable_source``.
+
+Every asset gets its key, deps, description, group, kinds, tags, code version (the feature code
+version) and definition metadata from a :class:`MetaxyTranslator`. Deps are real asset deps, so
+Dagster orders the steps of one run by the feature graph (``materialize([faces, chunk, raw])`` runs
+``raw`` first) and tracks staleness along them.
+
+The asset body's parameters are matched by name:
+
+* ``context``: the ``AssetExecutionContext``;
+* ``increment``: the :class:`MetaxyIncrement` resolved before the body runs (not available to a root
+  feature without a samples provider: its body *returns* the samples);
+* any other name: the resource with that key.
+
+The body returns the computed rows (polars, pandas, pyarrow), or ``dg.Output(rows, data_version=...,
+metadata=...)`` to provide its own data version or extra metadata. See :mod:`metaxy_dagster.io_manager`
+for what happens to the rows.
+"""
+
+import inspect
+import warnings
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import dagster as dg
+
+from metaxy_core.feature import BaseFeature
+from metaxy_core.graph import FeatureGraph
+from metaxy_dagster import metadata as md
+from metaxy_dagster.errors import MetaxyDefinitionError
+from metaxy_dagster.io_manager import (
+    MetaxyIncrement,
+    MetaxyIOManager,
+    MetaxyWriteReport,
+    SamplesProvider,
+    previous_materialization_metadata,
+    register_feature,
+)
+from metaxy_dagster.resource import MetaxyStoreResource
+from metaxy_dagster.translator import MetaxyTranslator
+
+DEFAULT_IO_MANAGER_KEY = "metaxy_io_manager"
+DEFAULT_STORE_KEY = "metaxy_store"
+
+AssetBody = Callable[..., Any]
+
+
+@dataclass(frozen=True)
+class MetaxyAssetInfo:
+    """What the factories know about a metaxy asset (the sensor reads it)."""
+
+    feature: type[BaseFeature]
+    asset_key: dg.AssetKey
+    samples: SamplesProvider | None
+    observable: bool
+
+
+# Feature key string -> info of the latest asset built for it (the sensor's default source).
+_ASSETS: dict[str, MetaxyAssetInfo] = {}
+
+
+def asset_info(feature: type[BaseFeature]) -> MetaxyAssetInfo | None:
+    return _ASSETS.get(str(feature.spec.key))
+
+
+def _register(info: MetaxyAssetInfo) -> None:
+    register_feature(info.feature)
+    _ASSETS[str(info.feature.spec.key)] = info
+
+
+def _call_samples(provider: SamplesProvider, feature: type[BaseFeature]) -> Any:
+    samples = provider()
+    if samples is None:
+        raise MetaxyDefinitionError(
+            f"The samples provider of root feature '{feature.spec.key}' returned None: return a dataframe with "
+            f"{list(feature.spec.id_columns)} and 'metaxy_provenance_by_field' (an empty frame for no samples)."
+        )
+    return samples
+
+
+def _body_params(
+    feature: type[BaseFeature], fn: AssetBody, *, has_increment: bool
+) -> tuple[bool, bool, list[str]]:
+    """(wants context, wants increment, resource keys) from the body's signature."""
+    wants_context = wants_increment = False
+    resources: list[str] = []
+    for name, param in inspect.signature(fn).parameters.items():
+        if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
+            raise MetaxyDefinitionError(
+                f"{fn.__name__} (feature '{feature.spec.key}'): *args/**kwargs are not supported; name the "
+                "parameters (context, increment, or resource keys)."
+            )
+        if name == "context":
+            wants_context = True
+        elif name == "increment":
+            wants_increment = True
+        else:
+            resources.append(name)
+    if wants_increment and not has_increment:
+        raise MetaxyDefinitionError(
+            f"{fn.__name__}: '{feature.spec.key}' is a root feature without a samples provider, so there is no "
+            "increment before the body runs. Either drop the `increment` parameter and return the samples (id "
+            "columns + 'metaxy_provenance_by_field' with e.g. content hashes), or pass samples=<callable> to "
+            "metaxy_asset so the increment is resolved first."
+        )
+    return wants_context, wants_increment, resources
+
+
+def _unwrap(result: Any) -> tuple[Any, dg.DataVersion | None, dict[str, Any]]:
+    if isinstance(result, dg.Output):
+        return result.value, result.data_version, dict(result.metadata or {})
+    if isinstance(result, dg.MaterializeResult):
+        raise MetaxyDefinitionError(
+            "A metaxy asset body must return its rows (or dg.Output(rows, ...)), not a MaterializeResult: the "
+            "asset writes the rows and builds the MaterializeResult itself."
+        )
+    return result, None, {}
+
+
+def _build_asset(
+    feature: type[BaseFeature],
+    fn: AssetBody | None,
+    *,
+    samples: SamplesProvider | None,
+    translator: MetaxyTranslator,
+    io_manager_key: str,
+    skip_empty: bool,
+    asset_kwargs: Mapping[str, Any],
+) -> dg.AssetsDefinition:
+    is_root = not feature.spec.deps
+    if samples is not None and not is_root:
+        raise MetaxyDefinitionError(
+            f"samples= is only for root features; '{feature.spec.key}' has deps, so its samples come from upstream "
+            "metadata. Drop samples=."
+        )
+    if fn is None and not (is_root and samples is not None):
+        raise MetaxyDefinitionError(
+            f"Feature '{feature.spec.key}' needs an asset body that computes its rows: decorate a function with "
+            f"@metaxy_asset({feature.__name__}) or pass compute={{{feature.__name__}: fn}} to build_metaxy_assets. "
+            "(Only a root feature with a samples provider can do without one: its samples are written as given.)"
+        )
+    has_increment = not is_root or samples is not None
+    wants_context, wants_increment, resource_keys = (
+        _body_params(feature, fn, has_increment=has_increment) if fn is not None else (False, False, [])
+    )
+    spec = translator.get_asset_spec(feature)
+    register_feature(feature)
+
+    def compute(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
+        io: MetaxyIOManager = getattr(context.resources, io_manager_key)
+        if not isinstance(io, MetaxyIOManager):
+            raise MetaxyDefinitionError(
+                f"Resource '{io_manager_key}' is a {type(io).__name__}; metaxy assets need a MetaxyIOManager there "
+                f"(resources={{'{io_manager_key}': MetaxyIOManager(store=MetaxyStoreResource(...))}})."
+            )
+        previous = previous_materialization_metadata(context.instance, context.asset_key)
+        run_id = context.run_id
+
+        def call_body(increment: MetaxyIncrement | None) -> Any:
+            assert fn is not None
+            kwargs: dict[str, Any] = {name: getattr(context.resources, name) for name in resource_keys}
+            if wants_context:
+                kwargs["context"] = context
+            if wants_increment:
+                kwargs["increment"] = increment
+            return fn(**kwargs)
+
+        user_version: dg.DataVersion | None = None
+        user_meta: dict[str, Any] = {}
+        if is_root and samples is None:
+            rows, user_version, user_meta = _unwrap(call_body(None))
+            report = io.write_samples(feature, rows, materialization_id=run_id)
+        else:
+            given = _call_samples(samples, feature) if samples is not None else None
+            increment = io.resolve_increment(feature, samples=given)
+            context.log.info(f"{feature.spec.key}: increment {increment.summary()}")
+            if increment.is_empty and (skip_empty or fn is None):
+                context.log.info(f"{feature.spec.key}: nothing new or stale; the body was not called.")
+                report = io.write_rows(feature, increment, None, materialization_id=run_id)
+            else:
+                if fn is None:
+                    rows: Any = increment.to_process()  # a root written as its samples provider lists it
+                else:
+                    rows, user_version, user_meta = _unwrap(call_body(increment))
+                report = io.write_rows(feature, increment, rows, materialization_id=run_id)
+        context.log.info(
+            f"{feature.spec.key}: new={report.counts['new']} stale={report.counts['stale']} "
+            f"orphaned={report.counts['orphaned']} written={report.written} "
+            f"data_version={report.data_version.data_version}"
+        )
+        meta = report.metadata(previous)
+        if user_version is not None:
+            meta["metaxy/user_data_version"] = dg.MetadataValue.text(user_version.value)
+        meta.update(user_meta)
+        return dg.MaterializeResult(
+            data_version=user_version or report.data_version.as_dagster(),
+            metadata=meta,
+        )
+
+    kwargs = dict(asset_kwargs)
+    description = spec.description
+    if fn is not None and fn.__doc__ and description == f"Metaxy feature `{feature.spec.key}`.":
+        description = inspect.cleandoc(fn.__doc__)
+    asset = dg.asset(
+        key=spec.key,
+        deps=list(spec.deps),
+        description=description,
+        metadata=dict(spec.metadata),
+        group_name=kwargs.pop("group_name", None) or spec.group_name,
+        code_version=spec.code_version,
+        tags={**spec.tags, **kwargs.pop("tags", {})},
+        kinds=set(spec.kinds),
+        io_manager_key=io_manager_key,
+        required_resource_keys={io_manager_key, *resource_keys},
+        **kwargs,
+    )(compute)
+    _register(MetaxyAssetInfo(feature, spec.key, samples, observable=False))
+    return asset
+
+
+def metaxy_asset(
+    feature: type[BaseFeature],
+    *,
+    samples: SamplesProvider | None = None,
+    translator: MetaxyTranslator | None = None,
+    io_manager_key: str = DEFAULT_IO_MANAGER_KEY,
+    skip_empty: bool = True,
+    **asset_kwargs: Any,
+) -> Callable[[AssetBody], dg.AssetsDefinition]:
+    """Decorator: the function computes ``feature``'s rows; the result is a Dagster asset.
+
+    Args:
+        feature: the feature class.
+        samples: root features only: a zero-argument callable returning the complete set of samples
+            (id columns, user columns, ``metaxy_provenance_by_field`` with e.g. content hashes). With it,
+            the increment is resolved before the body runs (and the sensor can count new samples).
+        translator: maps the feature to key, group, tags, metadata (default :class:`MetaxyTranslator`).
+        io_manager_key: resource key of the :class:`MetaxyIOManager`.
+        skip_empty: do not call the body when nothing is new or stale.
+        asset_kwargs: passed to ``dg.asset`` (``automation_condition``, ``owners``, ``retry_policy``,
+            ``op_tags``, ``pool``, ``tags``, ``group_name``, ...). The key comes from the translator.
+
+    Example::
+
+        @metaxy_asset(VideoChunk)
+        def chunks(context: dg.AssetExecutionContext, increment: MetaxyIncrement) -> pl.DataFrame:
+            return split_into_chunks(increment.to_process())
+    """
+    tr = translator or MetaxyTranslator()
+
+    def decorator(fn: AssetBody) -> dg.AssetsDefinition:
+        return _build_asset(
+            feature,
+            fn,
+            samples=samples,
+            translator=tr,
+            io_manager_key=io_manager_key,
+            skip_empty=skip_empty,
+            asset_kwargs=asset_kwargs,
+        )
+
+    return decorator
+
+
+def metaxy_observable_source(
+    feature: type[BaseFeature],
+    *,
+    samples: SamplesProvider,
+    translator: MetaxyTranslator | None = None,
+    store_resource_key: str = DEFAULT_STORE_KEY,
+    **kwargs: Any,
+) -> dg.SourceAsset:
+    """A root feature as an observable source asset.
+
+    Each observation lists the samples (``samples()``), writes the new and stale ones to the store
+    and reports the aggregate data version of the stored samples, so downstream assets turn stale in
+    Dagster exactly when the root's samples changed.
+    """
+    if feature.spec.deps:
+        raise MetaxyDefinitionError(
+            f"metaxy_observable_source: '{feature.spec.key}' has deps; only root features can be observable "
+            "sources. Use metaxy_asset for it."
+        )
+    tr = translator or MetaxyTranslator()
+    spec = tr.get_asset_spec(feature)
+    register_feature(feature)
+
+    def observe(context: dg.AssetExecutionContext) -> dg.ObserveResult:
+        store: MetaxyStoreResource = getattr(context.resources, store_resource_key)
+        report: MetaxyWriteReport = MetaxyIOManager(store=store).write_samples(
+            feature, _call_samples(samples, feature), materialization_id=context.run_id
+        )
+        context.log.info(
+            f"{feature.spec.key}: new={report.counts['new']} stale={report.counts['stale']} "
+            f"orphaned={report.counts['orphaned']} written={report.written}"
+        )
+        meta = report.metadata()
+        meta.pop("metaxy/definition_diff", None)
+        return dg.ObserveResult(data_version=report.data_version.as_dagster(), metadata=meta)
+
+    tags = {**spec.tags, **{f"dagster/kind/{k}": "" for k in spec.kinds}}
+    with warnings.catch_warnings():
+        # Dagster flags observable sources as beta; that is our concern, not every caller's.
+        warnings.simplefilter("ignore", dg.BetaWarning)
+        source = _observable_source(spec, observe, tags, store_resource_key, kwargs)
+    _register(MetaxyAssetInfo(feature, spec.key, samples, observable=True))
+    return source
+
+
+def _observable_source(
+    spec: dg.AssetSpec,
+    observe: Callable[..., Any],
+    tags: dict[str, str],
+    store_resource_key: str,
+    kwargs: dict[str, Any],
+) -> dg.SourceAsset:
+    return dg.observable_source_asset(
+        key=spec.key,
+        description=spec.description,
+        metadata=dict(spec.metadata),
+        group_name=kwargs.pop("group_name", None) or spec.group_name,
+        tags=tags,
+        required_resource_keys={store_resource_key},
+        **kwargs,
+    )(observe)
+
+
+def build_metaxy_assets(
+    features: Iterable[type[BaseFeature]] | FeatureGraph,
+    *,
+    compute: Mapping[type[BaseFeature], AssetBody] | None = None,
+    samples: Mapping[type[BaseFeature], SamplesProvider] | None = None,
+    observe: Sequence[type[BaseFeature]] = (),
+    translator: MetaxyTranslator | None = None,
+    io_manager_key: str = DEFAULT_IO_MANAGER_KEY,
+    store_resource_key: str = DEFAULT_STORE_KEY,
+    skip_empty: bool = True,
+) -> list[dg.AssetsDefinition | dg.SourceAsset]:
+    """One asset per feature (in topological order), sharing one translator.
+
+    Args:
+        features: feature classes, or a whole :class:`FeatureGraph`.
+        compute: feature -> asset body (same contract as :func:`metaxy_asset`).
+        samples: root feature -> samples provider.
+        observe: root features to expose as observable sources instead of materializable assets.
+
+    A root feature with a samples provider and no body is written as given. Any other feature
+    without a body is an error naming it.
+    """
+    tr = translator or MetaxyTranslator()
+    compute = dict(compute or {})
+    samples = dict(samples or {})
+    chosen = list(features.features_by_key.values()) if isinstance(features, FeatureGraph) else list(features)
+    if not chosen:
+        return []
+    graph = chosen[0].graph
+    order = {key: i for i, key in enumerate(graph.topological_order())}
+    chosen.sort(key=lambda f: order.get(f.spec.key, len(order)))
+    unknown = [f for f in [*compute, *samples, *observe] if f not in chosen]
+    if unknown:
+        raise MetaxyDefinitionError(
+            f"build_metaxy_assets: {[str(f.spec.key) for f in unknown]} appear in compute/samples/observe but not "
+            f"in features ({[str(f.spec.key) for f in chosen]})."
+        )
+    result: list[dg.AssetsDefinition | dg.SourceAsset] = []
+    for feature in chosen:
+        if feature in observe:
+            if feature not in samples:
+                raise MetaxyDefinitionError(
+                    f"build_metaxy_assets: observable root '{feature.spec.key}' needs a samples provider: "
+                    f"samples={{{feature.__name__}: fn}}."
+                )
+            result.append(
+                metaxy_observable_source(
+                    feature, samples=samples[feature], translator=tr, store_resource_key=store_resource_key
+                )
+            )
+            continue
+        result.append(
+            _build_asset(
+                feature,
+                compute.get(feature),
+                samples=samples.get(feature),
+                translator=tr,
+                io_manager_key=io_manager_key,
+                skip_empty=skip_empty,
+                asset_kwargs={},
+            )
+        )
+    return result
+
+
+def build_metaxy_graph_asset(
+    graph: FeatureGraph | None = None,
+    *,
+    key: str | Sequence[str] = ("metaxy", "graph"),
+    group_name: str | None = "metaxy",
+    store_resource_key: str = DEFAULT_STORE_KEY,
+    push: bool = True,
+) -> dg.AssetsDefinition:
+    """An asset showing the whole feature graph and its diff against the last pushed snapshot.
+
+    Each materialization compares the graph in code with the last snapshot pushed to the store
+    (``metaxy graph push`` or this asset), then pushes the current one (``push=True``), so the next
+    materialization shows what changed since this one. Metadata:
+
+    * ``metaxy/graph``: one row per feature (versions, fields, deps) as a markdown table;
+    * ``metaxy/diff``: added / removed / changed features and fields as a markdown table;
+    * ``metaxy/mermaid`` and ``metaxy/diff_mermaid``: mermaid sources in code blocks (the Dagster UI
+      renders markdown tables but not mermaid: copy them to a mermaid viewer);
+    * ``metaxy/snapshot_version``, ``metaxy/previous_snapshot_version``, ``metaxy/pushed``.
+
+    The asset's data version is the snapshot version.
+    """
+    from metaxy_core.diff import compare_snapshots
+    from metaxy_core.render import render_diff_mermaid, render_mermaid
+    from metaxy_core.snapshots import GraphSnapshot, SnapshotNotFoundError, load_graph_snapshot
+
+    graph_ref = graph
+
+    def compute(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
+        g = graph_ref or FeatureGraph.get_active()
+        resource: MetaxyStoreResource = getattr(context.resources, store_resource_key)
+        with resource.open() as store:
+            current = GraphSnapshot.from_graph(g, hash_length=store.hash_length)
+            try:
+                previous = load_graph_snapshot(store, "latest", project=current.project)
+            except SnapshotNotFoundError:
+                previous = None
+            pushed = store.push_graph_snapshot(g).recorded if push else False
+        baseline = previous or GraphSnapshot(
+            snapshot_version="none", hash_length=current.hash_length, features=(), label="nothing pushed yet"
+        )
+        diff = compare_snapshots(baseline, current)
+        meta = {
+            "metaxy/snapshot_version": dg.MetadataValue.text(current.snapshot_version),
+            "metaxy/previous_snapshot_version": dg.MetadataValue.text(
+                previous.snapshot_version if previous else "none"
+            ),
+            "metaxy/pushed": dg.MetadataValue.bool(pushed),
+            "metaxy/features": dg.MetadataValue.int(len(current)),
+            "metaxy/graph": dg.MetadataValue.md(md.snapshot_table(current)),
+            "metaxy/diff": dg.MetadataValue.md(md.diff_table(diff)),
+            "metaxy/mermaid": dg.MetadataValue.md(md.mermaid_block(render_mermaid(current, direction="LR"))),
+            "metaxy/diff_mermaid": dg.MetadataValue.md(md.mermaid_block(render_diff_mermaid(diff))),
+        }
+        context.log.info(
+            f"graph {current.snapshot_version}: {len(diff.added)} added, {len(diff.changed)} changed, "
+            f"{len(diff.removed)} removed since {baseline.snapshot_version}"
+        )
+        return dg.MaterializeResult(data_version=dg.DataVersion(current.snapshot_version), metadata=meta)
+
+    asset_key = dg.AssetKey([key] if isinstance(key, str) else list(key))
+    return dg.asset(
+        key=asset_key,
+        group_name=group_name,
+        kinds={"metaxy"},
+        description="The metaxy feature graph: every feature with its versions, and what changed since the last push.",
+        required_resource_keys={store_resource_key},
+    )(compute)

@@ -1,0 +1,401 @@
+"""``MetaxyIOManager``: resolves a feature's increment before its asset body runs, stamps and writes after.
+
+How a metaxy asset (made by :func:`metaxy_dagster.metaxy_asset`) runs, in one step:
+
+1. **resolve** (store open briefly): ``store.resolve_update(Feature)`` (roots: with the samples from
+   the asset's samples provider); the increment is read into polars and the store is closed again;
+2. **body**: the asset function gets the increment as its ``increment`` argument
+   (:class:`MetaxyIncrement`: ``new``, ``stale``, ``orphaned``, ``to_process()``) and returns the
+   computed rows (polars, pandas, pyarrow or narwhals) for some or all of those samples;
+3. **stamp + write** (store open briefly): the rows are joined to the increment on the key columns
+   (the id columns; the parent's ``on`` columns for an expansion feature) to attach
+   ``metaxy_provenance_by_field`` / ``metaxy_provenance``, upstream columns the increment carried but
+   the feature does not declare are dropped, and everything is written in one atomic ``store.write``.
+   Rows for samples outside the increment, or rows without the id columns, fail the step before
+   anything is written. Then the feature's aggregate data version is computed in the store.
+4. the asset returns ``MaterializeResult(data_version=..., metadata=...)``: an IO manager's
+   ``handle_output`` cannot set a Dagster data version, which is why steps 1 and 3 are methods the
+   asset calls rather than ``load_input``/``handle_output`` hooks.
+
+A root feature without a samples provider works the other way round: its body returns the complete
+set of samples (id columns, user columns and ``metaxy_provenance_by_field`` with user values such
+as content hashes); the IO manager resolves them (``resolve_update(samples=...)``) and writes the
+new and stale ones; orphaned samples (stored, no longer listed) are reported, not deleted.
+
+As a regular IO manager it serves plain Dagster assets too: ``load_input`` reads a feature's
+current rows as a polars frame (``AssetIn`` on a metaxy asset), and ``handle_output`` writes a
+frame returned by an asset whose definition metadata names a feature (``metaxy/feature``) through
+the same resolve/stamp/write path (without a data version: use :func:`metaxy_asset` for that).
+"""
+
+import contextlib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import dagster as dg
+import narwhals as nw
+import polars as pl
+from pydantic import Field
+
+from metaxy_core import columns as C
+from metaxy_core.feature import BaseFeature
+from metaxy_core.graph import FeatureGraph
+from metaxy_core.increment import Increment
+from metaxy_core.keys import FeatureKey
+from metaxy_dagster import metadata as md
+from metaxy_dagster.data_versions import FeatureDataVersion, feature_data_version
+from metaxy_dagster.errors import MetaxyOutputError
+from metaxy_dagster.resource import MetaxyStoreResource
+from metaxy_dagster.translator import feature_key_of
+
+# Feature classes registered by the asset factories, so the IO manager can find a feature from an
+# asset's definition metadata even when it lives in an isolated FeatureGraph.
+_FEATURES: dict[str, type[BaseFeature]] = {}
+
+
+def register_feature(feature: type[BaseFeature]) -> None:
+    _FEATURES[str(feature.spec.key)] = feature
+
+
+def lookup_feature(key: FeatureKey | str) -> type[BaseFeature]:
+    found = _FEATURES.get(str(key))
+    if found is not None:
+        return found
+    return FeatureGraph.get_active().get_feature(FeatureKey(key))
+
+
+def key_columns(feature: type[BaseFeature]) -> tuple[str, ...]:
+    """Columns an increment row is identified by: the parent's ``on`` columns for expansion, else the ids."""
+    for dep in feature.spec.deps:
+        if dep.lineage.type == "expansion":
+            return tuple(dep.lineage.on or ())
+    return tuple(feature.spec.id_columns)
+
+
+def _eager_polars(frame: Any) -> pl.DataFrame:
+    if isinstance(frame, pl.DataFrame):
+        return frame
+    if isinstance(frame, pl.LazyFrame):
+        return frame.collect()
+    if isinstance(frame, nw.LazyFrame):
+        return frame.collect().to_polars()
+    if isinstance(frame, nw.DataFrame):
+        return frame.to_polars()
+    native = nw.from_native(frame, eager_only=False)
+    if isinstance(native, nw.LazyFrame):
+        return native.collect().to_polars()
+    return native.to_polars()
+
+
+@dataclass(frozen=True)
+class MetaxyIncrement:
+    """The samples a metaxy asset has to (re)compute, as eager polars frames.
+
+    Attributes:
+        feature: the feature class.
+        new: expected samples that are not stored yet.
+        stale: stored samples whose provenance changed (column ``metaxy_changed_fields`` says which fields).
+        orphaned: stored samples that are no longer expected (reported; never written).
+        key_columns: the columns rows are matched on (the parent's ``on`` columns for expansion).
+    """
+
+    feature: type[BaseFeature]
+    new: pl.DataFrame
+    stale: pl.DataFrame
+    orphaned: pl.DataFrame
+    key_columns: tuple[str, ...]
+
+    @classmethod
+    def from_core(cls, feature: type[BaseFeature], increment: Increment) -> "MetaxyIncrement":
+        return cls(
+            feature=feature,
+            new=_eager_polars(increment.new),
+            stale=_eager_polars(increment.stale),
+            orphaned=_eager_polars(increment.orphaned),
+            key_columns=key_columns(feature),
+        )
+
+    def to_process(self) -> pl.DataFrame:
+        """``new`` and ``stale`` together: one row per sample (per parent for expansion) to compute."""
+        stale = self.stale.drop(C.CHANGED_FIELDS, strict=False)
+        if self.new.height == 0:
+            return stale
+        if stale.height == 0:
+            return self.new
+        return pl.concat([self.new, stale], how="diagonal_relaxed")
+
+    def counts(self) -> dict[str, int]:
+        return {"new": self.new.height, "stale": self.stale.height, "orphaned": self.orphaned.height}
+
+    @property
+    def is_empty(self) -> bool:
+        """True when nothing is new or stale (orphans need no computation)."""
+        return self.new.height == 0 and self.stale.height == 0
+
+    def summary(self) -> str:
+        c = self.counts()
+        return f"new={c['new']} stale={c['stale']} orphaned={c['orphaned']}"
+
+
+@dataclass(frozen=True)
+class MetaxyWriteReport:
+    """What one materialization of a feature did; becomes the asset's materialization metadata."""
+
+    feature: type[BaseFeature]
+    counts: dict[str, int]
+    written: int
+    missing: int
+    changed_fields: dict[str, int]
+    data_version: FeatureDataVersion
+    preview: pl.DataFrame
+    materialization_id: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def metadata(self, previous: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        feature = self.feature
+        meta: dict[str, Any] = {
+            "metaxy/new": dg.MetadataValue.int(self.counts["new"]),
+            "metaxy/stale": dg.MetadataValue.int(self.counts["stale"]),
+            "metaxy/orphaned": dg.MetadataValue.int(self.counts["orphaned"]),
+            "metaxy/written": dg.MetadataValue.int(self.written),
+            "metaxy/missing": dg.MetadataValue.int(self.missing),
+            "metaxy/changed_fields": dg.MetadataValue.json(self.changed_fields),
+            "metaxy/feature_version": dg.MetadataValue.text(feature.feature_version()),
+            "metaxy/feature_code_version": dg.MetadataValue.text(feature.feature_code_version()),
+            "metaxy/snapshot_version": dg.MetadataValue.text(feature.graph.snapshot_version),
+            "metaxy/field_versions": dg.MetadataValue.json(feature.field_versions()),
+            "metaxy/field_code_versions": dg.MetadataValue.json(
+                {str(f.key): f.code_version for f in feature.spec.fields}
+            ),
+            "metaxy/data_version": dg.MetadataValue.text(self.data_version.data_version),
+            "dagster/row_count": dg.MetadataValue.int(self.data_version.row_count),
+            "metaxy/preview": md.preview_table(self.preview),
+            "metaxy/definition_diff": dg.MetadataValue.md(md.definition_diff(feature, previous)),
+        }
+        meta.update(self.extra)
+        return meta
+
+
+def previous_materialization_metadata(
+    instance: dg.DagsterInstance, asset_key: dg.AssetKey
+) -> dict[str, Any] | None:
+    """Raw values of the latest materialization's metadata for ``asset_key`` (None if never materialized)."""
+    event = instance.get_latest_materialization_event(asset_key)
+    if event is None or event.asset_materialization is None:
+        return None
+    return {k: getattr(v, "value", v) for k, v in event.asset_materialization.metadata.items()}
+
+
+class MetaxyIOManager(dg.ConfigurableIOManager):
+    """Resolves increments and writes stamped rows for metaxy assets; loads features for plain assets.
+
+    Register it next to the store resource::
+
+        store = MetaxyStoreResource(store="dev")
+        Definitions(assets=..., resources={"metaxy_store": store, "metaxy_io_manager": MetaxyIOManager(store=store)})
+    """
+
+    store: dg.ResourceDependency[MetaxyStoreResource]
+    preview_rows: int = Field(default=10, description="Rows shown in the `metaxy/preview` table metadata.")
+
+    # -- the metaxy asset protocol -------------------------------------------------------------------
+    def resolve_increment(self, feature: type[BaseFeature], *, samples: Any = None) -> MetaxyIncrement:
+        """Resolve the increment and read it into memory, holding the store only for that."""
+        frame = None if samples is None else _eager_polars(samples)
+        with self.store.open() as store:
+            increment = store.resolve_update(feature, samples=frame)
+            return MetaxyIncrement.from_core(feature, increment)
+
+    def write_rows(
+        self,
+        feature: type[BaseFeature],
+        increment: MetaxyIncrement,
+        rows: Any,
+        *,
+        materialization_id: str | None = None,
+    ) -> MetaxyWriteReport:
+        """Check ``rows`` against ``increment``, attach provenance, write atomically, aggregate.
+
+        ``rows=None`` with an empty increment writes nothing and only reports (the body was skipped).
+        """
+        if rows is None and increment.is_empty:
+            return self._write(feature, increment, None, materialization_id)
+        to_write = self.stamp(feature, increment, rows)
+        return self._write(feature, increment, to_write, materialization_id)
+
+    def write_samples(
+        self, feature: type[BaseFeature], samples: Any, *, materialization_id: str | None = None
+    ) -> MetaxyWriteReport:
+        """Root feature: resolve the complete ``samples`` and write the new and stale ones."""
+        frame = _check_rows_frame(feature, samples, key_columns(feature))
+        with self.store.open() as store:
+            increment = MetaxyIncrement.from_core(feature, store.resolve_update(feature, samples=frame))
+            user_rows = frame.drop([c for c in frame.columns if C.is_system(c)])
+            keys = list(increment.key_columns)
+            todo_keys = increment.to_process().select(keys)
+            # Unchanged samples are in `samples` too; only new and stale ones are written.
+            user_rows = _align_key_types(feature, user_rows, todo_keys, keys).join(
+                todo_keys, on=keys, how="semi", nulls_equal=True
+            )
+            to_write = self.stamp(feature, increment, user_rows)
+            return self._write(feature, increment, to_write, materialization_id)
+
+    def stamp(self, feature: type[BaseFeature], increment: MetaxyIncrement, rows: Any) -> pl.DataFrame:
+        """``rows`` with the increment's provenance attached; raises before anything is written."""
+        keys = list(increment.key_columns)
+        frame = _check_rows_frame(feature, rows, increment.key_columns)
+        todo = increment.to_process()
+        key_frame = todo.select([*keys, C.PROVENANCE_BY_FIELD, C.PROVENANCE])
+        frame = _align_key_types(feature, frame, key_frame, keys)
+        outside = (
+            frame.select(keys).unique().join(key_frame.select(keys), on=keys, how="anti", nulls_equal=True)
+        )
+        if outside.height:
+            examples = outside.head(5).to_dicts()
+            what = "parent(s)" if tuple(keys) != tuple(feature.spec.id_columns) else "sample(s)"
+            raise MetaxyOutputError(
+                f"Asset for feature '{feature.spec.key}' returned rows for {outside.height} {what} outside this "
+                f"run's increment, e.g. {examples} (matched on {keys}). Only new or stale samples may be "
+                "written: build the rows from the `increment` argument (increment.to_process()). Nothing was written."
+            )
+        # Provenance always comes from the increment: a body that kept (or altered) it cannot corrupt it.
+        frame = frame.drop([C.PROVENANCE_BY_FIELD, C.PROVENANCE, C.CHANGED_FIELDS], strict=False)
+        declared = set(feature.model_fields)
+        if declared:
+            carried = set(todo.columns) - declared - set(feature.spec.id_columns) - set(keys)
+            frame = frame.drop([c for c in frame.columns if c in carried and not C.is_system(c)])
+        return frame.join(key_frame, on=keys, how="left", nulls_equal=True)
+
+    def _write(
+        self,
+        feature: type[BaseFeature],
+        increment: MetaxyIncrement,
+        to_write: pl.DataFrame | None,
+        materialization_id: str | None,
+    ) -> MetaxyWriteReport:
+        keys = list(increment.key_columns)
+        todo = increment.to_process()
+        if to_write is None:
+            to_write = todo.head(0)
+            missing = 0
+        else:
+            missing = (
+                todo.select(keys)
+                .join(to_write.select(keys).unique(), on=keys, how="anti", nulls_equal=True)
+                .height
+            )
+        with self.store.open() as store:
+            written = (
+                store.write(feature, to_write, materialization_id=materialization_id)
+                if to_write.height
+                else 0
+            )
+            data_version = feature_data_version(store, feature)
+            preview = to_write.head(self.preview_rows)
+            if written and materialization_id is not None:
+                # Read back what was stored, so the preview shows the stamped data versions.
+                stored = store.read(
+                    feature, filters=nw.col(C.MATERIALIZATION_ID) == materialization_id, lazy=True
+                )
+                preview = _eager_polars(stored.head(self.preview_rows))
+                preview = preview.sort(list(feature.spec.id_columns))
+        return MetaxyWriteReport(
+            feature=feature,
+            counts=increment.counts(),
+            written=written,
+            missing=missing,
+            changed_fields=md.changed_field_counts(increment.stale),
+            data_version=data_version,
+            preview=preview,
+            materialization_id=materialization_id,
+        )
+
+    def data_version(self, feature: type[BaseFeature]) -> FeatureDataVersion:
+        with self.store.open() as store:
+            return feature_data_version(store, feature)
+
+    # -- regular IO manager hooks ------------------------------------------------------------------
+    def load_input(self, context: dg.InputContext) -> pl.DataFrame:
+        """A feature's current rows (system columns included) as an eager polars frame."""
+        upstream = context.upstream_output
+        meta = dict(upstream.definition_metadata or {}) if upstream is not None else {}
+        key = feature_key_of(meta)
+        if key is None:
+            asset = context.asset_key.to_user_string() if context.has_asset_key else context.name
+            raise MetaxyOutputError(
+                f"MetaxyIOManager cannot load '{asset}': it is not a metaxy feature asset (no 'metaxy/feature' "
+                "definition metadata). Load it with the IO manager that stored it."
+            )
+        feature = lookup_feature(key)
+        with self.store.open() as store:
+            return _eager_polars(store.read(feature))
+
+    def handle_output(self, context: dg.OutputContext, obj: Any) -> None:
+        if obj is None or isinstance(obj, MetaxyWriteReport):
+            return  # a metaxy asset already wrote its rows (or returned a MaterializeResult)
+        key = feature_key_of(dict(context.definition_metadata or {}))
+        if key is None:
+            raise MetaxyOutputError(
+                f"MetaxyIOManager got a {type(obj).__name__} for asset '{context.asset_key.to_user_string()}', which "
+                "names no feature: add metadata={'metaxy/feature': '<feature key>'} or build it with metaxy_asset."
+            )
+        feature = lookup_feature(key)
+        run_id = getattr(context, "run_id", None)
+        if feature.spec.deps:
+            increment = self.resolve_increment(feature)
+            report = self.write_rows(feature, increment, obj, materialization_id=run_id)
+        else:
+            report = self.write_samples(feature, obj, materialization_id=run_id)
+        with contextlib.suppress(Exception):
+            context.add_output_metadata(report.metadata())
+
+
+def _check_rows_frame(feature: type[BaseFeature], rows: Any, keys: tuple[str, ...]) -> pl.DataFrame:
+    name = f"feature '{feature.spec.key}'"
+    if rows is None:
+        raise MetaxyOutputError(
+            f"Asset for {name} returned None. Return the computed rows as a dataframe (polars, pandas or "
+            "pyarrow); return an empty frame with the id columns to write nothing."
+        )
+    try:
+        frame = _eager_polars(rows)
+    except TypeError as exc:
+        raise MetaxyOutputError(
+            f"Asset for {name} returned a {type(rows).__name__}, which is not a dataframe. Return polars, pandas "
+            "or pyarrow rows (or a narwhals frame)."
+        ) from exc
+    needed = list(dict.fromkeys([*feature.spec.id_columns, *keys]))
+    absent = [c for c in needed if c not in frame.columns]
+    if absent:
+        hint = ""
+        if tuple(keys) != tuple(feature.spec.id_columns):
+            hint = f" Expansion rows need the child ids {list(feature.spec.id_columns)} and the parent ids {list(keys)}."
+        raise MetaxyOutputError(
+            f"Asset for {name} returned rows without id column(s) {absent} (columns: {frame.columns}).{hint} "
+            "Nothing was written."
+        )
+    return frame
+
+
+def _align_key_types(
+    feature: type[BaseFeature], frame: pl.DataFrame, key_frame: pl.DataFrame, keys: list[str]
+) -> pl.DataFrame:
+    casts = []
+    for column in keys:
+        want, have = key_frame.schema[column], frame.schema[column]
+        if want != have and want != pl.Null:
+            casts.append((column, want, have))
+    if not casts:
+        return frame
+    try:
+        return frame.with_columns([pl.col(c).cast(want, strict=True) for c, want, _ in casts])
+    except (pl.exceptions.InvalidOperationError, pl.exceptions.ComputeError) as exc:
+        c, want, have = casts[0]
+        raise MetaxyOutputError(
+            f"Asset for feature '{feature.spec.key}' returned key column '{c}' as {have}, but the increment has "
+            f"{want}; convert it before returning. Nothing was written."
+        ) from exc
+
+
+SamplesProvider = Callable[[], Any]

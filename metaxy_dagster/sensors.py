@@ -1,0 +1,188 @@
+"""``build_metaxy_sensor``: launch runs for the features whose samples are new or stale.
+
+On each tick the sensor
+
+1. skips while a run it launched is still queued or running (its steps will change the counts);
+2. calls the samples provider of every root feature (outside the store, so the DuckDB file is held
+   only for the counting);
+3. opens the store once and, per feature, counts new / stale / orphaned samples with
+   ``resolve_update(lazy=True).counts()`` (the counting runs in the store's engine; nothing is
+   materialised in Python) and computes the feature's aggregate data version;
+4. requests one run for exactly the assets with new or stale samples (``include_downstream=True``
+   adds everything downstream of them), tagged with the counts, or returns a ``SkipReason``.
+
+Run keys hash the stored state (each feature's aggregate data version, its counts, and the time of
+its latest materialization), so a state that comes back (samples A → B → A) gets a new key, while
+ticks that see the same state do not launch the same run twice.
+"""
+
+import hashlib
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import dagster as dg
+
+from metaxy_core.feature import BaseFeature
+from metaxy_dagster.assets import DEFAULT_STORE_KEY, asset_info
+from metaxy_dagster.data_versions import feature_data_version
+from metaxy_dagster.errors import MetaxyDefinitionError
+from metaxy_dagster.io_manager import SamplesProvider, lookup_feature
+from metaxy_dagster.resource import MetaxyStoreResource
+from metaxy_dagster.translator import MetaxyTranslator, feature_key_of
+
+SENSOR_NAME_TAG = "dagster/sensor_name"
+_IN_FLIGHT = [
+    dg.DagsterRunStatus.QUEUED,
+    dg.DagsterRunStatus.NOT_STARTED,
+    dg.DagsterRunStatus.STARTING,
+    dg.DagsterRunStatus.STARTED,
+    dg.DagsterRunStatus.CANCELING,
+]
+
+
+def _managed(
+    assets: Sequence[dg.AssetsDefinition | dg.SourceAsset] | None,
+    features: Sequence[type[BaseFeature]] | None,
+    translator: MetaxyTranslator,
+) -> list[tuple[type[BaseFeature], dg.AssetKey]]:
+    pairs: list[tuple[type[BaseFeature], dg.AssetKey]] = []
+    for feature in features or ():
+        pairs.append((feature, translator.get_asset_key(feature)))
+    for asset in assets or ():
+        if isinstance(asset, dg.SourceAsset):
+            continue  # observable roots are written by their own observations
+        for spec in asset.specs:
+            key = feature_key_of(dict(spec.metadata))
+            if key is not None:
+                pairs.append((lookup_feature(key), spec.key))
+    if not pairs:
+        raise MetaxyDefinitionError(
+            "build_metaxy_sensor: no metaxy feature assets given. Pass assets=<metaxy assets> or features=[...]."
+        )
+    graph = pairs[0][0].graph
+    order = {key: i for i, key in enumerate(graph.topological_order())}
+    unique = {f.spec.key: (f, k) for f, k in pairs}
+    return sorted(unique.values(), key=lambda p: order.get(p[0].spec.key, len(order)))
+
+
+def _latest_materialization(instance: dg.DagsterInstance, key: dg.AssetKey) -> float | None:
+    event = instance.get_latest_materialization_event(key)
+    return event.timestamp if event is not None else None
+
+
+def build_metaxy_sensor(
+    assets: Sequence[dg.AssetsDefinition | dg.SourceAsset] | None = None,
+    *,
+    features: Sequence[type[BaseFeature]] | None = None,
+    samples: Mapping[type[BaseFeature], SamplesProvider] | None = None,
+    translator: MetaxyTranslator | None = None,
+    name: str = "metaxy_sensor",
+    store_resource_key: str = DEFAULT_STORE_KEY,
+    include_downstream: bool = False,
+    minimum_interval_seconds: int = 30,
+    default_status: dg.DefaultSensorStatus = dg.DefaultSensorStatus.STOPPED,
+    description: str | None = None,
+) -> dg.SensorDefinition:
+    """A sensor that materializes the metaxy assets whose samples are new or stale.
+
+    Args:
+        assets: assets built by the metaxy factories (their samples providers are reused).
+        features: alternatively (or in addition), feature classes; keys come from ``translator``.
+        samples: root feature -> samples provider; overrides the providers given to the factories.
+            Root features without a provider are not counted.
+        include_downstream: also select every managed asset downstream of one that needs work, so one
+            run propagates a change through the graph (otherwise each tick requests the next hop).
+    """
+    tr = translator or MetaxyTranslator()
+    managed = _managed(assets, features, tr)
+    providers: dict[str, SamplesProvider] = {}
+    for feature, _ in managed:
+        info = asset_info(feature)
+        if info is not None and info.samples is not None:
+            providers[str(feature.spec.key)] = info.samples
+    for feature, provider in (samples or {}).items():
+        providers[str(feature.spec.key)] = provider
+    keys = [k for _, k in managed]
+
+    @dg.sensor(
+        name=name,
+        asset_selection=keys,
+        required_resource_keys={store_resource_key},
+        minimum_interval_seconds=minimum_interval_seconds,
+        default_status=default_status,
+        description=description
+        or "Counts new, stale and orphaned samples per metaxy feature and materializes the features that need work.",
+    )
+    def _sensor(context: dg.SensorEvaluationContext, **_resources: Any) -> dg.SensorResult | dg.SkipReason:
+        # Direct invocation (`sensor(context)`) passes required resources as keywords; they are read
+        # from context.resources below either way.
+        in_flight = context.instance.get_run_records(
+            filters=dg.RunsFilter(tags={SENSOR_NAME_TAG: name}, statuses=_IN_FLIGHT), limit=1
+        )
+        if in_flight:
+            return dg.SkipReason(
+                f"Run {in_flight[0].dagster_run.run_id} launched by {name} is still in progress."
+            )
+
+        given: dict[str, Any] = {}
+        for feature, _ in managed:
+            provider = providers.get(str(feature.spec.key))
+            if not feature.spec.deps and provider is not None:
+                given[str(feature.spec.key)] = provider()
+        resource: MetaxyStoreResource = getattr(context.resources, store_resource_key)
+        state: dict[str, Any] = {}
+        counts: dict[str, dict[str, int]] = {}
+        uncounted: list[str] = []
+        with resource.open() as store:
+            for feature, _ in managed:
+                fkey = str(feature.spec.key)
+                if not feature.spec.deps and fkey not in given:
+                    uncounted.append(fkey)
+                    continue
+                increment = store.resolve_update(feature, samples=given.get(fkey), lazy=True)
+                counts[fkey] = increment.counts()
+                state[fkey] = {
+                    "data_version": feature_data_version(store, feature).data_version,
+                    **counts[fkey],
+                }
+
+        needs_work = {
+            f.spec.key
+            for f, _ in managed
+            if sum(counts.get(str(f.spec.key), {}).get(k, 0) for k in ("new", "stale"))
+        }
+        if include_downstream and needs_work:
+            graph = managed[0][0].graph
+            for key in list(needs_work):
+                needs_work.update(graph.downstream_of(key))
+        selected = [(f, k) for f, k in managed if f.spec.key in needs_work]
+        summary = ", ".join(
+            f"{fkey}: new={c['new']} stale={c['stale']} orphaned={c['orphaned']}"
+            for fkey, c in counts.items()
+        )
+        if not selected:
+            extra = (
+                f" Not counted (root without samples provider): {', '.join(uncounted)}." if uncounted else ""
+            )
+            return dg.SkipReason(f"All {len(counts)} counted features are in sync ({summary}).{extra}")
+
+        for feature, key in managed:
+            state.setdefault(str(feature.spec.key), {})["last_materialization"] = _latest_materialization(
+                context.instance, key
+            )
+        run_key = hashlib.sha256(json.dumps(state, sort_keys=True, default=str).encode()).hexdigest()[:24]
+        tags = {"metaxy/features": str(len(selected))}
+        for feature, _ in selected:
+            c = counts.get(str(feature.spec.key), {"new": 0, "stale": 0, "orphaned": 0})
+            tags[f"metaxy/{feature.spec.key.table_name}"] = (
+                f"new={c['new']} stale={c['stale']} orphaned={c['orphaned']}"
+            )
+        for kind in ("new", "stale", "orphaned"):
+            tags[f"metaxy/{kind}"] = str(sum(c[kind] for c in counts.values()))
+        context.log.info(f"{name}: requesting {[str(k) for _, k in selected]} ({summary})")
+        return dg.SensorResult(
+            run_requests=[dg.RunRequest(run_key=run_key, asset_selection=[k for _, k in selected], tags=tags)]
+        )
+
+    return _sensor
