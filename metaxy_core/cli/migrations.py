@@ -90,7 +90,9 @@ def apply(
         result = apply_migration(store, m, graph=graph, samples=given, dry_run=dry_run, on_feature=advance)
     out = stdout()
     if all(op.status == "already applied" for op in result.operations):
-        out.print(f"Migration {m.id} is already applied ({len(result.operations)} operation(s)); nothing to do.")
+        out.print(
+            f"Migration {m.id} is already applied ({len(result.operations)} operation(s)); nothing to do."
+        )
         return
     verb = "Dry run of" if dry_run else "Applied"
     out.print(f"{verb} migration {m.id}:")
