@@ -47,6 +47,10 @@ SYSTEM = "metaxy_system"
 class DuckDBMetadataStore(MetadataStore):
     """Metadata in a DuckDB database file (or ``":memory:"``).
 
+    ``compression="fast"`` (default) favours write speed over file size; ``"small"`` keeps DuckDB's
+    default compression (about half the write speed, a quarter of the file size). ``connection``
+    reuses an open DuckDB connection (e.g. from dagster-duckdb's ``DuckDBResource``).
+
     >>> import metaxy_core as mx
     >>> store = mx.DuckDBMetadataStore(database=":memory:")
     >>> with store:
@@ -65,11 +69,15 @@ class DuckDBMetadataStore(MetadataStore):
         lock_timeout: float = 120.0,
         connection: duckdb.DuckDBPyConnection | None = None,
         config: dict[str, Any] | None = None,
+        compression: str = "fast",
     ) -> None:
         super().__init__(hash_algorithm=hash_algorithm, hash_length=hash_length)
         self.database = str(database)
         self.lock_timeout = lock_timeout
         self.config = dict(config or {})
+        if compression not in ("fast", "small"):
+            raise StoreError(f"compression={compression!r}: use 'fast' (default) or 'small'.")
+        self.compression = compression
         self._external = connection
         self._con: duckdb.DuckDBPyConnection | None = None
         if self.database != ":memory:" and connection is None:
@@ -86,6 +94,11 @@ class DuckDBMetadataStore(MetadataStore):
             self._con = self._connect_with_retry()
         con = self._con
         con.execute("SET TimeZone = 'UTC'").fetchall()
+        if self.compression == "fast":
+            # Provenance hashes are random hex: DuckDB's dictionary+FSST analysis spends ~0.3 s per
+            # million rows per column on them for little gain. Skipping it halves write time; files
+            # grow ~4x. compression="small" keeps DuckDB's default.
+            con.execute("SET disabled_compression_methods = 'dict_fsst'").fetchall()
         self._run(f"CREATE SCHEMA IF NOT EXISTS {HISTORY}")
         self._run(f"CREATE SCHEMA IF NOT EXISTS {SYSTEM}")
 
