@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 import metaxy_core as mx
+from tests.graphs import expansion_features
 
 
 def h(text: str, length: int) -> str:
@@ -85,48 +86,10 @@ def versioning_graph(audio_code_version: str = "1") -> dict[str, type[mx.BaseFea
 
 
 def expansion_graph(audio_code_version: str = "1") -> dict[str, type[mx.BaseFeature]]:
-    """The graph of reference/example-expansion.md."""
+    """The graph of reference/example-expansion.md, in its own graph."""
     with mx.FeatureGraph().use():
-
-        class Video(
-            mx.BaseFeature,
-            spec=mx.FeatureSpec(
-                key="video/raw",
-                id_columns=["video_id"],
-                fields=[mx.FieldSpec(key="audio", code_version=audio_code_version), "frames"],
-            ),
-        ):
-            video_id: str
-            path: str
-
-        class VideoChunk(
-            mx.BaseFeature,
-            spec=mx.FeatureSpec(
-                key=["video", "chunk"],
-                id_columns=["video_chunk_id"],
-                deps=[
-                    mx.FeatureDep(feature=Video, lineage=mx.LineageRelationship.expansion(on=["video_id"]))
-                ],
-                fields=["audio", "frames"],
-            ),
-        ):
-            video_id: str
-            video_chunk_id: str
-            path: str
-
-        class FaceRecognition(
-            mx.BaseFeature,
-            spec=mx.FeatureSpec(
-                key=["video", "faces"],
-                id_columns=["video_chunk_id"],
-                deps=[VideoChunk],
-                fields=[mx.FieldSpec(key="faces", deps=[mx.FieldDep(feature=VideoChunk, fields=["frames"])])],
-            ),
-        ):
-            video_chunk_id: str
-            num_faces: int
-
-    return {"raw": Video, "chunk": VideoChunk, "faces": FaceRecognition}
+        video, chunk, faces = expansion_features(audio_code_version)
+    return {"raw": video, "chunk": chunk, "faces": faces}
 
 
 @pytest.fixture

@@ -8,6 +8,7 @@ import polars as pl
 import pytest
 
 import metaxy_core as mx
+from tests.graphs import expansion_features as define_video_graph
 
 PBF = "metaxy_provenance_by_field"
 
@@ -30,46 +31,6 @@ def sync_root(
 # --------------------------------------------------------------------------------------------------
 # expansion: the reference example, step by step
 # --------------------------------------------------------------------------------------------------
-def define_video_graph(audio_version: str) -> tuple[type[mx.BaseFeature], ...]:
-    class Video(
-        mx.BaseFeature,
-        spec=mx.FeatureSpec(
-            key="video/raw",
-            id_columns=["video_id"],
-            fields=[mx.FieldSpec(key="audio", code_version=audio_version), "frames"],
-        ),
-    ):
-        video_id: str
-        path: str
-
-    class VideoChunk(
-        mx.BaseFeature,
-        spec=mx.FeatureSpec(
-            key=["video", "chunk"],
-            id_columns=["video_chunk_id"],
-            deps=[mx.FeatureDep(feature=Video, lineage=mx.LineageRelationship.expansion(on=["video_id"]))],
-            fields=["audio", "frames"],
-        ),
-    ):
-        video_id: str
-        video_chunk_id: str
-        path: str
-
-    class FaceRecognition(
-        mx.BaseFeature,
-        spec=mx.FeatureSpec(
-            key=["video", "faces"],
-            id_columns=["video_chunk_id"],
-            deps=[VideoChunk],
-            fields=[mx.FieldSpec(key="faces", deps=[mx.FieldDep(feature=VideoChunk, fields=["frames"])])],
-        ),
-    ):
-        video_chunk_id: str
-        num_faces: int
-
-    return Video, VideoChunk, FaceRecognition
-
-
 VIDEOS = pl.DataFrame(
     {
         "video_id": [1, 2, 3],  # ints on purpose: coerced losslessly to the declared str

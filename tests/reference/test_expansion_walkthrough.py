@@ -11,46 +11,7 @@ import narwhals as nw
 import polars as pl
 
 import metaxy_core as mx
-
-
-def define(audio_version: str):
-    class Video(
-        mx.BaseFeature,
-        spec=mx.FeatureSpec(
-            key="video/raw",
-            id_columns=["video_id"],
-            fields=[mx.FieldSpec(key="audio", code_version=audio_version), "frames"],
-        ),
-    ):
-        video_id: str
-        path: str
-
-    class VideoChunk(
-        mx.BaseFeature,
-        spec=mx.FeatureSpec(
-            key=["video", "chunk"],
-            id_columns=["video_chunk_id"],
-            deps=[mx.FeatureDep(feature=Video, lineage=mx.LineageRelationship.expansion(on=["video_id"]))],
-            fields=["audio", "frames"],
-        ),
-    ):
-        video_id: str
-        video_chunk_id: str
-        path: str
-
-    class FaceRecognition(
-        mx.BaseFeature,
-        spec=mx.FeatureSpec(
-            key=["video", "faces"],
-            id_columns=["video_chunk_id"],
-            deps=[VideoChunk],
-            fields=[mx.FieldSpec(key="faces", deps=[mx.FieldDep(feature=VideoChunk, fields=["frames"])])],
-        ),
-    ):
-        video_chunk_id: str
-        num_faces: int
-
-    return Video, VideoChunk, FaceRecognition
+from tests.graphs import expansion_features as define
 
 
 def pipeline(features, log: list[str]) -> None:
