@@ -44,7 +44,7 @@ def _child(feature: type[mx.BaseFeature]) -> dg.AssetsDefinition:
     @mxd.metaxy_asset(feature)
     def body(increment: mxd.MetaxyIncrement) -> pl.DataFrame:
         # Long enough that the four steps overlap and contend for the file.
-        time.sleep(0.5)
+        time.sleep(2.0)
         return increment.to_process().select("sample_id", pl.lit(1).alias("value"))
 
     return body
