@@ -22,7 +22,6 @@ from metaxy_core.errors import InvalidKeyError
 
 _PART = re.compile(r"^[A-Za-z0-9_-]+$")
 
-KeyLike = "str | Iterable[str] | _Key"
 
 
 @total_ordering
