@@ -23,7 +23,6 @@ from metaxy_core.errors import InvalidKeyError
 _PART = re.compile(r"^[A-Za-z0-9_-]+$")
 
 
-
 @total_ordering
 class _Key:
     """Immutable, hashable, ordered by its string form."""

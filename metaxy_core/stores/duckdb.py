@@ -354,8 +354,8 @@ class DuckDBMetadataStore(MetadataStore):
         try:
             self._run("BEGIN TRANSACTION")
             try:
-                self._ensure_table(table, incoming, frame)
-                self._upsert(table, incoming, frame, replace_key)
+                if self._ensure_table(table, incoming, frame):
+                    self._upsert(table, incoming, frame, replace_key)
                 self._run("COMMIT")
             except BaseException:
                 self._run("ROLLBACK")
@@ -370,11 +370,24 @@ class DuckDBMetadataStore(MetadataStore):
         finally:
             con.unregister(incoming)
 
-    def _ensure_table(self, table: str, incoming: str, frame: pl.DataFrame) -> None:
+    def _ensure_table(self, table: str, incoming: str, frame: pl.DataFrame) -> bool:
+        """Create or evolve the feature's tables; False when creating them already stored the rows.
+
+        A first write creates the table *with* its rows (CREATE TABLE AS SELECT): DuckDB 2.0 loses
+        the rows of a large INSERT into a table created empty (``LIMIT 0``) in the same transaction
+        when a column is all NULL, so they would be invisible on this connection.
+        """
         if not self._table_exists(table):
-            self._run(f"CREATE TABLE {q(table)} AS SELECT * FROM {q(incoming)} LIMIT 0")
-            self._run(f"CREATE TABLE {HISTORY}.{q(table)} AS SELECT * FROM {q(table)} LIMIT 0")
-            return
+            dv, dvbf, prov, pbf = (
+                q(c) for c in (C.DATA_VERSION, C.DATA_VERSION_BY_FIELD, C.PROVENANCE, C.PROVENANCE_BY_FIELD)
+            )
+            self._run(
+                f"CREATE TABLE {q(table)} AS SELECT * REPLACE ("
+                f"CASE WHEN {dvbf} IS NOT DISTINCT FROM {pbf} THEN NULL ELSE {dvbf} END AS {dvbf}, "
+                f"CASE WHEN {dv} = {prov} THEN NULL ELSE {dv} END AS {dv}) FROM {q(incoming)}"
+            )
+            self._run(f"CREATE TABLE {HISTORY}.{q(table)} AS SELECT * FROM {q(table)} WHERE false")
+            return False
         stored = {row[0]: row[1] for row in self._run(f"DESCRIBE {q(table)}")}
         wanted = {row[0]: row[1] for row in self._run(f"DESCRIBE SELECT * FROM {q(incoming)}")}
         for column, ctype in wanted.items():
@@ -383,6 +396,7 @@ class DuckDBMetadataStore(MetadataStore):
                     self._run(f"ALTER TABLE {target} ADD COLUMN {q(column)} {ctype}")
         for column in C.STRUCT_COLUMNS:
             self._widen_struct(table, column, frame.schema[column])
+        return True
 
     def _widen_struct(self, table: str, column: str, incoming: Any = None) -> None:
         """Make the stored struct hold every field it had plus every incoming one (old rows stay readable)."""

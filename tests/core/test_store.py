@@ -456,3 +456,22 @@ def test_duckdb_lock_timeout_names_the_file(tmp_path: Path) -> None:
     finally:
         holder.kill()
         holder.wait(timeout=30)
+
+
+def test_large_first_write_is_readable_on_the_same_connection(store: mx.MetadataStore) -> None:
+    """More rows than one DuckDB row group (122,880) in the first write: visible at once, not only after
+    reopening (DuckDB 2.0 loses them when the table is created empty in the same transaction)."""
+
+    class Raw(mx.Feature, spec=mx.FeatureSpec(key="big/raw", fields=["a"])):
+        pass
+
+    class Down(mx.Feature, spec=mx.FeatureSpec(key="big/down", deps=[Raw], fields=["a"])):
+        pass
+
+    n = 130_000
+    samples = pl.DataFrame({"sample_uid": [str(i) for i in range(n)]}).with_columns(
+        pl.struct(a=pl.col("sample_uid")).alias(C.PROVENANCE_BY_FIELD)
+    )
+    assert store.write(Raw, store.resolve_update(Raw, samples=samples).new) == n
+    assert store.read(Raw).to_polars().height == n
+    assert store.resolve_update(Down, lazy=True).counts() == {"new": n, "stale": 0, "orphaned": 0}
