@@ -234,7 +234,7 @@ def write_alternatives(con: Any, frame: Any, repeat: int) -> list[str]:
 
     # (name, start from a full current table?, settings, statements)
     variants: list[tuple[str, bool, dict[str, str], list[str]]] = [
-        ("first write: INSERT N rows into an empty table (as shipped)", False, {}, [insert()]),
+        ("first write: INSERT N rows into an empty table (store settings)", False, {}, [insert()]),
         (
             "first write, data-version columns NULL when equal to provenance",
             False,
@@ -242,12 +242,17 @@ def write_alternatives(con: Any, frame: Any, repeat: int) -> list[str]:
             [insert("bench_incoming_dvnull")],
         ),
         (
-            "first write, SET disabled_compression_methods='dict_fsst'",
+            "first write, DuckDB default compression (dict_fsst on)",
             False,
-            {"disabled_compression_methods": "dict_fsst"},
+            {"disabled_compression_methods": ""},
             [insert()],
         ),
-        ("rewrite as shipped: history copy + DELETE + INSERT", True, {}, [to_history, delete, insert()]),
+        (
+            "rewrite (store settings): history copy + DELETE + INSERT",
+            True,
+            {},
+            [to_history, delete, insert()],
+        ),
         (
             "rewrite, data-version columns NULL when equal to provenance",
             True,
@@ -255,9 +260,9 @@ def write_alternatives(con: Any, frame: Any, repeat: int) -> list[str]:
             [to_history, delete, insert("bench_incoming_dvnull")],
         ),
         (
-            "rewrite, SET disabled_compression_methods='dict_fsst'",
+            "rewrite, DuckDB default compression (dict_fsst on)",
             True,
-            {"disabled_compression_methods": "dict_fsst"},
+            {"disabled_compression_methods": ""},
             [to_history, delete, insert()],
         ),
         (
@@ -297,6 +302,12 @@ def write_alternatives(con: Any, frame: Any, repeat: int) -> list[str]:
             con.execute(f"CREATE OR REPLACE TABLE {cur} AS SELECT * FROM {source}")
             con.execute(f"CREATE OR REPLACE TABLE {hist} AS SELECT * FROM bench_incoming LIMIT 0")
             con.execute("CHECKPOINT")
+            previous = {
+                key: con.sql("SELECT value FROM duckdb_settings() WHERE name = ?", params=[key]).fetchall()[
+                    0
+                ][0]
+                for key in settings
+            }
             for key, value in settings.items():
                 con.execute(f"SET {key} = '{value}'")
             wall, cpu = time.perf_counter(), time.process_time()
@@ -309,8 +320,9 @@ def write_alternatives(con: Any, frame: Any, repeat: int) -> list[str]:
             start = time.perf_counter()
             con.execute("CHECKPOINT")
             checkpoints.append(time.perf_counter() - start)
-            for key in settings:
-                con.execute(f"RESET {key}")
+            # Back to the store's own value (RESET would restore DuckDB's default instead).
+            for key, value in previous.items():
+                con.execute(f"SET {key} = '{value}'")
         best = min(range(repeat), key=lambda i: walls[i])
         rows.append(
             (
@@ -476,10 +488,12 @@ def main(argv: list[str] | None = None) -> int:
                 diff = captured["diff"]
                 con = store.connection
                 out += resolve_variants(store, crop, diff, label, args.repeat)
-                explain = con.sql(f"EXPLAIN ANALYZE {diff}").fetchall()
-                (workdir.parent / f"metaxy_explain_{label.split()[0]}_{n}.txt").write_text(
-                    "\n".join(str(r[-1]) for r in explain)
-                )
+                if args.out:
+                    # The operator tree with timings, next to the report, for reading by hand.
+                    explain = con.sql(f"EXPLAIN ANALYZE {diff}").fetchall()
+                    target = args.out.with_name(f"{args.out.stem}_explain_{label.split()[0]}.txt")
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    target.write_text("\n".join(str(r[-1]) for r in explain))
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     text = "\n".join(out)
