@@ -135,8 +135,9 @@ def progress(description: str, total: int) -> Iterator[Any]:
     with bar:
         task = bar.add_task(description, total=total, item="")
 
-        def advance(item: str = "") -> None:
-            bar.update(task, advance=1, item=item)
+        def advance(item: str = "", steps: int = 1) -> None:
+            # steps=0 only relabels the current item (e.g. rows done within one feature)
+            bar.update(task, advance=steps, item=item)
 
         yield advance
 

@@ -204,6 +204,26 @@ class MetadataStore(abc.ABC):
             self._write(cls, prepared, self._replace_key(cls))
         return prepared.height
 
+    def _import_rows(self, feature: FeatureRef, frame: pl.DataFrame) -> int:
+        """Store rows read from another store exactly as they are, every system column included.
+
+        For copying between stores (:mod:`metaxy_core.transfer`): nothing is re-stamped, so
+        provenance, data versions, feature versions and timestamps stay byte-identical.
+        """
+        cls = self.feature_class(feature)
+        missing = [c for c in C.SYSTEM_COLUMNS if c not in frame.columns]
+        if missing:
+            raise MetadataValidationError(
+                f"import into '{cls.spec.key}': rows lack system column(s) {missing}; pass rows read with "
+                "store.read(...) from another metaxy store."
+            )
+        _check_ids(frame, cls.spec.key, cls.spec.id_columns, "import")
+        if frame.height == 0:
+            return 0
+        with self._session(f"import({cls.spec.key})"):
+            self._write(cls, frame, self._replace_key(cls))
+        return frame.height
+
     def read(
         self,
         feature: FeatureRef,
