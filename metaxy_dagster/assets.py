@@ -19,7 +19,7 @@ for what happens to the rows.
 
 import inspect
 import warnings
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,6 +28,7 @@ import dagster as dg
 from metaxy_core.feature import BaseFeature
 from metaxy_core.graph import FeatureGraph
 from metaxy_dagster import metadata as md
+from metaxy_dagster.checks import builtin_check_specs, check_results, selected_builtin_checks
 from metaxy_dagster.errors import MetaxyDefinitionError
 from metaxy_dagster.io_manager import (
     MetaxyIncrement,
@@ -107,15 +108,75 @@ def _body_params(
     return wants_context, wants_increment, resources
 
 
-def _unwrap(result: Any) -> tuple[Any, dg.DataVersion | None, dict[str, Any]]:
+def _unwrap(result: Any) -> tuple[Any, dg.DataVersion | None, dict[str, Any], list[dg.AssetCheckResult]]:
+    """(rows, data version, metadata, check results) from what the body returned or yielded.
+
+    A body may be a generator: it yields ``dg.AssetCheckResult``s for its own ``check_specs`` and
+    one value, the rows (or ``dg.Output(rows, ...)``).
+    """
+    checks: list[dg.AssetCheckResult] = []
+    if inspect.isgenerator(result):
+        values = []
+        for item in result:
+            (checks if isinstance(item, dg.AssetCheckResult) else values).append(item)
+        if len(values) != 1:
+            raise MetaxyDefinitionError(
+                f"A metaxy asset body that yields must yield exactly one value (its rows, or dg.Output(rows)) "
+                f"besides any dg.AssetCheckResult; it yielded {len(values)}."
+            )
+        result = values[0]
+    if isinstance(result, dg.AssetCheckResult):
+        raise MetaxyDefinitionError(
+            "A metaxy asset body returned a dg.AssetCheckResult: yield check results and yield the rows."
+        )
     if isinstance(result, dg.Output):
-        return result.value, result.data_version, dict(result.metadata or {})
+        return result.value, result.data_version, dict(result.metadata or {}), checks
     if isinstance(result, dg.MaterializeResult):
         raise MetaxyDefinitionError(
             "A metaxy asset body must return its rows (or dg.Output(rows, ...)), not a MaterializeResult: the "
             "asset writes the rows and builds the MaterializeResult itself."
         )
-    return result, None, {}
+    return result, None, {}, checks
+
+
+# Options of ``dg.asset`` that describe the asset (they go on its AssetSpec) and how each combines with
+# what the translator derived: merged ones add to it, the others replace it when given.
+_SPEC_MERGED = ("deps", "metadata", "owners", "tags", "kinds")
+_SPEC_REPLACED = (
+    "description",
+    "group_name",
+    "code_version",
+    "automation_condition",
+    "skippable",
+    "freshness_policy",
+)
+# Options of the step itself, passed to the underlying multi-asset unchanged.
+_OP_OPTIONS = (
+    "partitions_def",
+    "backfill_policy",
+    "retry_policy",
+    "op_tags",
+    "pool",
+    "hooks",
+    "config_schema",
+    "resource_defs",
+)
+
+
+def _asset_spec(
+    spec: dg.AssetSpec, options: dict[str, Any], feature: type[BaseFeature], io_manager_key: str
+) -> dg.AssetSpec:
+    """The translator's spec with the user's ``dg.asset`` options applied (user values win)."""
+    prefix = options.pop("key_prefix", None)
+    if prefix:
+        parts = [prefix] if isinstance(prefix, str) else list(prefix)
+        spec = spec.replace_attributes(key=dg.AssetKey([*parts, *spec.key.path]))
+    merged = {k: options.pop(k) for k in _SPEC_MERGED if options.get(k) is not None}
+    if "kinds" in merged:
+        merged["kinds"] = set(merged["kinds"])
+    replaced = {k: options.pop(k) for k in _SPEC_REPLACED if k in options}
+    spec = spec.merge_attributes(**merged).replace_attributes(**replaced)
+    return spec.with_io_manager_key(io_manager_key)
 
 
 def _build_asset(
@@ -127,6 +188,8 @@ def _build_asset(
     io_manager_key: str,
     skip_empty: bool,
     asset_kwargs: Mapping[str, Any],
+    checks: bool | Iterable[str] = True,
+    check_severity: dg.AssetCheckSeverity = dg.AssetCheckSeverity.WARN,
 ) -> dg.AssetsDefinition:
     is_root = not feature.spec.deps
     if samples is not None and not is_root:
@@ -144,17 +207,37 @@ def _build_asset(
     wants_context, wants_increment, resource_keys = (
         _body_params(feature, fn, has_increment=has_increment) if fn is not None else (False, False, [])
     )
+    options = dict(asset_kwargs)
+    unknown = sorted(
+        k
+        for k in options
+        if k not in (*_SPEC_MERGED, *_SPEC_REPLACED, *_OP_OPTIONS, "key_prefix", "check_specs", "name")
+    )
+    if unknown:
+        raise MetaxyDefinitionError(
+            f"metaxy asset for '{feature.spec.key}': unsupported option(s) {unknown}. The asset key comes from the "
+            "translator (use key_prefix= or a MetaxyTranslator subclass); supported dg.asset options: "
+            f"{', '.join(sorted((*_SPEC_MERGED, *_SPEC_REPLACED, *_OP_OPTIONS, 'key_prefix', 'check_specs')))}."
+        )
     spec = translator.get_asset_spec(feature)
+    if fn is not None and fn.__doc__ and spec.description == f"Metaxy feature `{feature.spec.key}`.":
+        spec = spec.replace_attributes(description=inspect.cleandoc(fn.__doc__))
+    spec = _asset_spec(spec, options, feature, io_manager_key)
+    asset_key = spec.key
+    user_checks = list(options.pop("check_specs", None) or [])
+    # A root without a samples provider has no expected sample set before its body runs: nothing to check.
+    builtin = selected_builtin_checks(checks) if has_increment else ()
+    clash = [c.name for c in user_checks if c.name in builtin]
+    if clash:
+        raise MetaxyDefinitionError(
+            f"metaxy asset for '{feature.spec.key}': check_specs {clash} reuse built-in check names; rename them or "
+            f"drop the built-in ones with checks=False."
+        )
     register_feature(feature)
+    op_name = options.pop("name", None) or asset_key.to_python_identifier()
 
-    def compute(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
-        io: MetaxyIOManager = getattr(context.resources, io_manager_key)
-        if not isinstance(io, MetaxyIOManager):
-            raise MetaxyDefinitionError(
-                f"Resource '{io_manager_key}' is a {type(io).__name__}; metaxy assets need a MetaxyIOManager there "
-                f"(resources={{'{io_manager_key}': MetaxyIOManager(store=MetaxyStoreResource(...))}})."
-            )
-        previous = previous_materialization_metadata(context.instance, context.asset_key)
+    def materialize(context: dg.AssetExecutionContext, io: MetaxyIOManager) -> Iterator[Any]:
+        previous = previous_materialization_metadata(context.instance, asset_key)
         run_id = context.run_id
 
         def call_body(increment: MetaxyIncrement | None) -> Any:
@@ -168,8 +251,9 @@ def _build_asset(
 
         user_version: dg.DataVersion | None = None
         user_meta: dict[str, Any] = {}
+        user_results: list[dg.AssetCheckResult] = []
         if is_root and samples is None:
-            rows, user_version, user_meta = _unwrap(call_body(None))
+            rows, user_version, user_meta, user_results = _unwrap(call_body(None))
             report = io.write_samples(feature, rows, materialization_id=run_id)
         else:
             given = _call_samples(samples, feature) if samples is not None else None
@@ -182,7 +266,7 @@ def _build_asset(
                 if fn is None:
                     rows: Any = increment.to_process()  # a root written as its samples provider lists it
                 else:
-                    rows, user_version, user_meta = _unwrap(call_body(increment))
+                    rows, user_version, user_meta, user_results = _unwrap(call_body(increment))
                 report = io.write_rows(feature, increment, rows, materialization_id=run_id)
         context.log.info(
             f"{feature.spec.key}: new={report.counts['new']} stale={report.counts['stale']} "
@@ -193,29 +277,50 @@ def _build_asset(
         if user_version is not None:
             meta["metaxy/user_data_version"] = dg.MetadataValue.text(user_version.value)
         meta.update(user_meta)
-        return dg.MaterializeResult(
+        yield dg.MaterializeResult(
+            asset_key=asset_key,
             data_version=user_version or report.data_version.as_dagster(),
             metadata=meta,
         )
+        selected = context.selected_asset_check_keys
+        for result in user_results:
+            if dg.AssetCheckKey(asset_key, result.check_name) in selected:
+                yield result
 
-    kwargs = dict(asset_kwargs)
-    description = spec.description
-    if fn is not None and fn.__doc__ and description == f"Metaxy feature `{feature.spec.key}`.":
-        description = inspect.cleandoc(fn.__doc__)
-    asset = dg.asset(
-        key=spec.key,
-        deps=list(spec.deps),
-        description=description,
-        metadata=dict(spec.metadata),
-        group_name=kwargs.pop("group_name", None) or spec.group_name,
-        code_version=spec.code_version,
-        tags={**spec.tags, **kwargs.pop("tags", {})},
-        kinds=set(spec.kinds),
-        io_manager_key=io_manager_key,
+    def compute(context: dg.AssetExecutionContext) -> Iterator[Any]:
+        io: MetaxyIOManager = getattr(context.resources, io_manager_key)
+        if not isinstance(io, MetaxyIOManager):
+            raise MetaxyDefinitionError(
+                f"Resource '{io_manager_key}' is a {type(io).__name__}; metaxy assets need a MetaxyIOManager there "
+                f"(resources={{'{io_manager_key}': MetaxyIOManager(store=MetaxyStoreResource(...))}})."
+            )
+        selected = context.selected_asset_check_keys
+        if asset_key in context.selected_asset_keys:
+            yield from materialize(context, io)
+        else:
+            unanswered = [c.name for c in user_checks if dg.AssetCheckKey(asset_key, c.name) in selected]
+            if unanswered:
+                raise MetaxyDefinitionError(
+                    f"Checks {unanswered} of '{feature.spec.key}' are results of the asset body, so they run only "
+                    "with a materialization; select the asset too."
+                )
+        wanted = [n for n in builtin if dg.AssetCheckKey(asset_key, n) in selected]
+        if wanted:
+            given = _call_samples(samples, feature) if samples is not None else None
+            with io.store.open() as store:
+                increment = store.resolve_update(feature, samples=given, lazy=True)
+                results = check_results(feature, asset_key, increment, wanted, check_severity)
+            yield from results
+
+    asset = dg.multi_asset(
+        name=op_name,
+        specs=[spec],
+        check_specs=[*builtin_check_specs(asset_key, builtin), *user_checks],
+        can_subset=True,
         required_resource_keys={io_manager_key, *resource_keys},
-        **kwargs,
+        **{k: options.pop(k) for k in _OP_OPTIONS if k in options},
     )(compute)
-    _register(MetaxyAssetInfo(feature, spec.key, samples, observable=False))
+    _register(MetaxyAssetInfo(feature, asset_key, samples, observable=False))
     return asset
 
 
@@ -226,6 +331,8 @@ def metaxy_asset(
     translator: MetaxyTranslator | None = None,
     io_manager_key: str = DEFAULT_IO_MANAGER_KEY,
     skip_empty: bool = True,
+    checks: bool | Iterable[str] = True,
+    check_severity: dg.AssetCheckSeverity = dg.AssetCheckSeverity.WARN,
     **asset_kwargs: Any,
 ) -> Callable[[AssetBody], dg.AssetsDefinition]:
     """Decorator: the function computes ``feature``'s rows; the result is a Dagster asset.
@@ -238,8 +345,16 @@ def metaxy_asset(
         translator: maps the feature to key, group, tags, metadata (default :class:`MetaxyTranslator`).
         io_manager_key: resource key of the :class:`MetaxyIOManager`.
         skip_empty: do not call the body when nothing is new or stale.
-        asset_kwargs: passed to ``dg.asset`` (``automation_condition``, ``owners``, ``retry_policy``,
-            ``op_tags``, ``pool``, ``tags``, ``group_name``, ...). The key comes from the translator.
+        checks: the built-in asset checks (``metaxy_in_sync``, ``metaxy_no_orphans``): True for both
+            (default), False for none, or a list of names. See :mod:`metaxy_dagster.checks`.
+        check_severity: severity of a failed built-in check (WARN by default).
+        asset_kwargs: ``dg.asset`` options. ``metadata``, ``tags``, ``owners``, ``kinds`` and ``deps``
+            add to what the translator derives; ``description``, ``group_name``, ``code_version``,
+            ``automation_condition``, ``skippable`` and ``freshness_policy`` replace it;
+            ``key_prefix`` is prepended to the key; ``partitions_def``, ``backfill_policy``,
+            ``retry_policy``, ``op_tags``, ``pool``, ``hooks``, ``config_schema``,
+            ``resource_defs`` and ``name`` (the op name) configure the step; ``check_specs`` adds
+            your own checks (the body yields their ``dg.AssetCheckResult``s besides its rows).
 
     Example::
 
@@ -258,6 +373,8 @@ def metaxy_asset(
             io_manager_key=io_manager_key,
             skip_empty=skip_empty,
             asset_kwargs=asset_kwargs,
+            checks=checks,
+            check_severity=check_severity,
         )
 
     return decorator
@@ -336,6 +453,8 @@ def build_metaxy_assets(
     io_manager_key: str = DEFAULT_IO_MANAGER_KEY,
     store_resource_key: str = DEFAULT_STORE_KEY,
     skip_empty: bool = True,
+    checks: bool | Iterable[str] = True,
+    check_severity: dg.AssetCheckSeverity = dg.AssetCheckSeverity.WARN,
 ) -> list[dg.AssetsDefinition | dg.SourceAsset]:
     """One asset per feature (in topological order), sharing one translator.
 
@@ -386,6 +505,8 @@ def build_metaxy_assets(
                 io_manager_key=io_manager_key,
                 skip_empty=skip_empty,
                 asset_kwargs={},
+                checks=checks,
+                check_severity=check_severity,
             )
         )
     return result

@@ -388,14 +388,23 @@ def _align_key_types(
             casts.append((column, want, have))
     if not casts:
         return frame
-    try:
-        return frame.with_columns([pl.col(c).cast(want, strict=True) for c, want, _ in casts])
-    except (pl.exceptions.InvalidOperationError, pl.exceptions.ComputeError) as exc:
-        c, want, have = casts[0]
-        raise MetaxyOutputError(
-            f"Asset for feature '{feature.spec.key}' returned key column '{c}' as {have}, but the increment has "
-            f"{want}; convert it before returning. Nothing was written."
-        ) from exc
+    for column, want, have in casts:
+        # Only lossless conversions: a float 1.5 must not become id 1, nor the string '001' id 1, or
+        # rows would be stored under another sample. A cast is lossless when it converts back unchanged.
+        original = frame.get_column(column)
+        try:
+            converted = original.cast(want, strict=True)
+            lossless = bool((converted.cast(have, strict=True) == original).all())
+        except (pl.exceptions.InvalidOperationError, pl.exceptions.ComputeError):
+            lossless = False
+        if not lossless:
+            raise MetaxyOutputError(
+                f"Asset for feature '{feature.spec.key}' returned key column '{column}' as {have}, but the "
+                f"increment has {want}, and converting changes some values (e.g. 1.5 -> 1 or '001' -> 1). "
+                f"Return '{column}' as {want}, the values the increment gave. Nothing was written."
+            )
+        frame = frame.with_columns(converted.alias(column))
+    return frame
 
 
 SamplesProvider = Callable[[], Any]

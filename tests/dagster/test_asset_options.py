@@ -1,0 +1,99 @@
+"""``dg.asset`` options passed to metaxy_asset: merged with the translator's values, honoured by Dagster."""
+
+from typing import Any
+
+import dagster as dg
+import polars as pl
+import pytest
+
+import metaxy_dagster as mxd
+from tests.dagster.pipeline import Features, Samples, build_assets
+
+STT = dg.AssetKey(["video", "stt"])
+
+
+def test_spec_options_merge_with_the_translator(features: Features) -> None:
+    @mxd.metaxy_asset(
+        features.Transcript,
+        metadata={"team": "speech"},
+        tags={"tier": "gold"},
+        kinds={"whisper"},
+        owners=["team:speech"],
+        deps=["model_weights"],
+        code_version="v7",
+        group_name="speech",
+        description="Transcripts.",
+        automation_condition=dg.AutomationCondition.eager(),
+        retry_policy=dg.RetryPolicy(max_retries=2),
+        op_tags={"gpu": "1"},
+        key_prefix="ml",
+    )
+    def stt(increment: mxd.MetaxyIncrement) -> pl.DataFrame:
+        return increment.to_process().select("video_id", pl.lit("x").alias("text"))
+
+    (spec,) = stt.specs
+    assert spec.key == dg.AssetKey(["ml", "video", "stt"])
+    assert spec.metadata["team"] == "speech"
+    assert spec.metadata["metaxy/feature"] == "video/stt"  # the translator's metadata is kept
+    assert spec.tags["tier"] == "gold"
+    assert {"metaxy", "whisper"} <= set(spec.kinds)
+    assert spec.owners == ["team:speech"]
+    assert {d.asset_key for d in spec.deps} >= {dg.AssetKey("model_weights"), dg.AssetKey(["video", "raw"])}
+    assert (spec.code_version, spec.group_name, spec.description) == ("v7", "speech", "Transcripts.")
+    assert spec.automation_condition is not None
+    assert stt.op.retry_policy.max_retries == 2
+    assert stt.op.tags["gpu"] == "1"
+
+
+def test_unknown_option_names_the_supported_ones(features: Features) -> None:
+    with pytest.raises(mxd.MetaxyDefinitionError, match="unsupported option"):
+        mxd.metaxy_asset(features.Transcript, key="elsewhere")(lambda increment: None)
+
+
+def test_lossy_key_types_fail_the_step(
+    features: Features, samples: Samples, instance: dg.DagsterInstance, res: dict[str, Any]
+) -> None:
+    raw, chunk, *_ = build_assets(features, samples)
+    dg.materialize([raw, chunk], instance=instance, resources=res)
+
+    @mxd.metaxy_asset(features.Faces)
+    def faces(increment: mxd.MetaxyIncrement) -> pl.DataFrame:
+        # ids like 'v1_0' cannot become floats; a float id column where strings are expected must fail
+        todo = increment.to_process()
+        return pl.DataFrame({"video_chunk_id": [1.5] * todo.height, "num_faces": [0] * todo.height})
+
+    result = dg.materialize(
+        [raw, chunk, faces], instance=instance, resources=res, raise_on_error=False, selection=[faces.key]
+    )
+    assert not result.success
+    failure = next(e for e in result.all_events if e.is_step_failure)
+    error = failure.step_failure_data.error
+    message = error.cause.message if error.cause else error.message
+    assert "video_chunk_id" in message
+    assert "Nothing was written" in message
+
+
+@pytest.mark.parametrize(
+    ("returned", "lossless"),
+    [
+        (pl.Series("doc_id", [1.5, 2.0]), False),  # 1.5 would become sample 1
+        (pl.Series("doc_id", ["001", "2"]), False),  # '001' would become sample 1
+        (pl.Series("doc_id", [1.0, 2.0]), True),
+        (pl.Series("doc_id", [1, 2], dtype=pl.Int32), True),
+        (pl.Series("doc_id", ["1", "2"]), True),
+    ],
+)
+def test_key_columns_are_converted_only_losslessly(
+    features: Features, returned: pl.Series, lossless: bool
+) -> None:
+    from metaxy_dagster.io_manager import _align_key_types
+
+    increment_keys = pl.DataFrame({"doc_id": [1, 2]})
+    rows = pl.DataFrame([returned])
+    if lossless:
+        aligned = _align_key_types(features.Faces, rows, increment_keys, ["doc_id"])
+        assert aligned.schema["doc_id"] == pl.Int64
+        assert aligned["doc_id"].to_list() == [1, 2]
+    else:
+        with pytest.raises(mxd.MetaxyOutputError, match=r"'doc_id'.*converting changes some values"):
+            _align_key_types(features.Faces, rows, increment_keys, ["doc_id"])
