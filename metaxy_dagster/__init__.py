@@ -24,6 +24,8 @@ from metaxy_dagster.assets import build_metaxy_assets as build_metaxy_assets
 from metaxy_dagster.assets import build_metaxy_graph_asset as build_metaxy_graph_asset
 from metaxy_dagster.assets import metaxy_asset as metaxy_asset
 from metaxy_dagster.assets import metaxy_observable_source as metaxy_observable_source
+from metaxy_dagster.checks import IN_SYNC as IN_SYNC
+from metaxy_dagster.checks import NO_ORPHANS as NO_ORPHANS
 from metaxy_dagster.data_versions import FeatureDataVersion as FeatureDataVersion
 from metaxy_dagster.data_versions import feature_data_version as feature_data_version
 from metaxy_dagster.errors import MetaxyDagsterError as MetaxyDagsterError
@@ -32,6 +34,8 @@ from metaxy_dagster.errors import MetaxyOutputError as MetaxyOutputError
 from metaxy_dagster.io_manager import MetaxyIncrement as MetaxyIncrement
 from metaxy_dagster.io_manager import MetaxyIOManager as MetaxyIOManager
 from metaxy_dagster.io_manager import MetaxyWriteReport as MetaxyWriteReport
+from metaxy_dagster.partitions import add_dynamic_partitions as add_dynamic_partitions
+from metaxy_dagster.partitions import dynamic_partitions_request as dynamic_partitions_request
 from metaxy_dagster.resource import MetaxyStoreResource as MetaxyStoreResource
 from metaxy_dagster.sensors import build_metaxy_sensor as build_metaxy_sensor
 from metaxy_dagster.translator import MetaxyTranslator as MetaxyTranslator

@@ -38,6 +38,7 @@ from metaxy_dagster.io_manager import (
     previous_materialization_metadata,
     register_feature,
 )
+from metaxy_dagster.partitions import PartitionBy, check_partition_by, describe, partition_filters
 from metaxy_dagster.resource import MetaxyStoreResource
 from metaxy_dagster.translator import MetaxyTranslator
 
@@ -190,6 +191,7 @@ def _build_asset(
     asset_kwargs: Mapping[str, Any],
     checks: bool | Iterable[str] = True,
     check_severity: dg.AssetCheckSeverity = dg.AssetCheckSeverity.WARN,
+    partition_by: PartitionBy | None = None,
 ) -> dg.AssetsDefinition:
     is_root = not feature.spec.deps
     if samples is not None and not is_root:
@@ -219,6 +221,7 @@ def _build_asset(
             "translator (use key_prefix= or a MetaxyTranslator subclass); supported dg.asset options: "
             f"{', '.join(sorted((*_SPEC_MERGED, *_SPEC_REPLACED, *_OP_OPTIONS, 'key_prefix', 'check_specs')))}."
         )
+    check_partition_by(feature, options.get("partitions_def"), partition_by)
     spec = translator.get_asset_spec(feature)
     if fn is not None and fn.__doc__ and spec.description == f"Metaxy feature `{feature.spec.key}`.":
         spec = spec.replace_attributes(description=inspect.cleandoc(fn.__doc__))
@@ -252,22 +255,31 @@ def _build_asset(
         user_version: dg.DataVersion | None = None
         user_meta: dict[str, Any] = {}
         user_results: list[dg.AssetCheckResult] = []
+        filters = partition_filters(context, partition_by)
+        if filters:
+            context.log.info(
+                f"{feature.spec.key}: partition(s) {context.partition_keys}: {describe(filters)}"
+            )
         if is_root and samples is None:
             rows, user_version, user_meta, user_results = _unwrap(call_body(None))
-            report = io.write_samples(feature, rows, materialization_id=run_id)
+            report = io.write_samples(feature, rows, materialization_id=run_id, filters=filters or None)
         else:
             given = _call_samples(samples, feature) if samples is not None else None
-            increment = io.resolve_increment(feature, samples=given)
+            increment = io.resolve_increment(feature, samples=given, filters=filters or None)
             context.log.info(f"{feature.spec.key}: increment {increment.summary()}")
             if increment.is_empty and (skip_empty or fn is None):
                 context.log.info(f"{feature.spec.key}: nothing new or stale; the body was not called.")
-                report = io.write_rows(feature, increment, None, materialization_id=run_id)
+                report = io.write_rows(
+                    feature, increment, None, materialization_id=run_id, filters=filters or None
+                )
             else:
                 if fn is None:
                     rows: Any = increment.to_process()  # a root written as its samples provider lists it
                 else:
                     rows, user_version, user_meta, user_results = _unwrap(call_body(increment))
-                report = io.write_rows(feature, increment, rows, materialization_id=run_id)
+                report = io.write_rows(
+                    feature, increment, rows, materialization_id=run_id, filters=filters or None
+                )
         context.log.info(
             f"{feature.spec.key}: new={report.counts['new']} stale={report.counts['stale']} "
             f"orphaned={report.counts['orphaned']} written={report.written} "
@@ -307,8 +319,9 @@ def _build_asset(
         wanted = [n for n in builtin if dg.AssetCheckKey(asset_key, n) in selected]
         if wanted:
             given = _call_samples(samples, feature) if samples is not None else None
+            filters = partition_filters(context, partition_by) or None
             with io.store.open() as store:
-                increment = store.resolve_update(feature, samples=given, lazy=True)
+                increment = store.resolve_update(feature, samples=given, filters=filters, lazy=True)
                 results = check_results(feature, asset_key, increment, wanted, check_severity)
             yield from results
 
@@ -333,6 +346,7 @@ def metaxy_asset(
     skip_empty: bool = True,
     checks: bool | Iterable[str] = True,
     check_severity: dg.AssetCheckSeverity = dg.AssetCheckSeverity.WARN,
+    partition_by: PartitionBy | None = None,
     **asset_kwargs: Any,
 ) -> Callable[[AssetBody], dg.AssetsDefinition]:
     """Decorator: the function computes ``feature``'s rows; the result is a Dagster asset.
@@ -348,6 +362,10 @@ def metaxy_asset(
         checks: the built-in asset checks (``metaxy_in_sync``, ``metaxy_no_orphans``): True for both
             (default), False for none, or a list of names. See :mod:`metaxy_dagster.checks`.
         check_severity: severity of a failed built-in check (WARN by default).
+        partition_by: with ``partitions_def``: the column whose value is the partition key, a
+            ``{dimension: column}`` dict for multi-partitions, or ``(context) -> filter``. A partition
+            run then resolves, writes, checks and versions only that partition's samples. See
+            :mod:`metaxy_dagster.partitions`.
         asset_kwargs: ``dg.asset`` options. ``metadata``, ``tags``, ``owners``, ``kinds`` and ``deps``
             add to what the translator derives; ``description``, ``group_name``, ``code_version``,
             ``automation_condition``, ``skippable`` and ``freshness_policy`` replace it;
@@ -375,6 +393,7 @@ def metaxy_asset(
             asset_kwargs=asset_kwargs,
             checks=checks,
             check_severity=check_severity,
+            partition_by=partition_by,
         )
 
     return decorator

@@ -104,16 +104,18 @@ def _polars_aggregate(frame: pl.LazyFrame, ids: list[str]) -> tuple[int, int, in
     return n, (int(r["a_hi"]) << 32) + int(r["a_lo"]), (int(r["b_hi"]) << 32) + int(r["b_lo"])
 
 
-def feature_data_version(store: MetadataStore, feature: type[BaseFeature]) -> FeatureDataVersion:
+def feature_data_version(
+    store: MetadataStore, feature: type[BaseFeature], filters: Any = None
+) -> FeatureDataVersion:
     """Aggregate data version of ``feature``'s current samples, computed inside the store's engine.
 
-    The store must be open (``with store:``). A feature with nothing stored yet has the data
-    version ``"empty"`` and a row count of 0.
+    ``filters`` restrict it to some samples (a partition). The store must be open (``with store:``).
+    A feature with nothing stored yet has the data version ``"empty"`` and a row count of 0.
     """
     if not store.has_feature(feature):
         return FeatureDataVersion(EMPTY_DATA_VERSION, 0)
     ids = list(feature.spec.id_columns)
-    frame = store.read(feature, columns=[*ids, C.DATA_VERSION], lazy=True)
+    frame = store.read(feature, columns=[*ids, C.DATA_VERSION], filters=filters, lazy=True)
     native = frame.to_native() if isinstance(frame, nw.LazyFrame | nw.DataFrame) else frame
     if type(native).__module__.startswith("duckdb"):
         n, s1, s2 = _duckdb_aggregate(native, ids)

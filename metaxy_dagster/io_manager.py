@@ -200,11 +200,16 @@ class MetaxyIOManager(dg.ConfigurableIOManager):
     preview_rows: int = Field(default=10, description="Rows shown in the `metaxy/preview` table metadata.")
 
     # -- the metaxy asset protocol -------------------------------------------------------------------
-    def resolve_increment(self, feature: type[BaseFeature], *, samples: Any = None) -> MetaxyIncrement:
-        """Resolve the increment and read it into memory, holding the store only for that."""
+    def resolve_increment(
+        self, feature: type[BaseFeature], *, samples: Any = None, filters: Any = None
+    ) -> MetaxyIncrement:
+        """Resolve the increment and read it into memory, holding the store only for that.
+
+        ``filters`` scope it to some samples (a partition): new, stale and orphaned alike.
+        """
         frame = None if samples is None else _eager_polars(samples)
         with self.store.open() as store:
-            increment = store.resolve_update(feature, samples=frame)
+            increment = store.resolve_update(feature, samples=frame, filters=filters)
             return MetaxyIncrement.from_core(feature, increment)
 
     def write_rows(
@@ -214,23 +219,32 @@ class MetaxyIOManager(dg.ConfigurableIOManager):
         rows: Any,
         *,
         materialization_id: str | None = None,
+        filters: Any = None,
     ) -> MetaxyWriteReport:
         """Check ``rows`` against ``increment``, attach provenance, write atomically, aggregate.
 
         ``rows=None`` with an empty increment writes nothing and only reports (the body was skipped).
+        ``filters`` (a partition) scope the reported data version.
         """
         if rows is None and increment.is_empty:
-            return self._write(feature, increment, None, materialization_id)
+            return self._write(feature, increment, None, materialization_id, filters)
         to_write = self.stamp(feature, increment, rows)
-        return self._write(feature, increment, to_write, materialization_id)
+        return self._write(feature, increment, to_write, materialization_id, filters)
 
     def write_samples(
-        self, feature: type[BaseFeature], samples: Any, *, materialization_id: str | None = None
+        self,
+        feature: type[BaseFeature],
+        samples: Any,
+        *,
+        materialization_id: str | None = None,
+        filters: Any = None,
     ) -> MetaxyWriteReport:
         """Root feature: resolve the complete ``samples`` and write the new and stale ones."""
         frame = _check_rows_frame(feature, samples, key_columns(feature))
         with self.store.open() as store:
-            increment = MetaxyIncrement.from_core(feature, store.resolve_update(feature, samples=frame))
+            increment = MetaxyIncrement.from_core(
+                feature, store.resolve_update(feature, samples=frame, filters=filters)
+            )
             user_rows = frame.drop([c for c in frame.columns if C.is_system(c)])
             keys = list(increment.key_columns)
             todo_keys = increment.to_process().select(keys)
@@ -239,7 +253,7 @@ class MetaxyIOManager(dg.ConfigurableIOManager):
                 todo_keys, on=keys, how="semi", nulls_equal=True
             )
             to_write = self.stamp(feature, increment, user_rows)
-            return self._write(feature, increment, to_write, materialization_id)
+            return self._write(feature, increment, to_write, materialization_id, filters)
 
     def stamp(self, feature: type[BaseFeature], increment: MetaxyIncrement, rows: Any) -> pl.DataFrame:
         """``rows`` with the increment's provenance attached; raises before anything is written."""
@@ -273,6 +287,7 @@ class MetaxyIOManager(dg.ConfigurableIOManager):
         increment: MetaxyIncrement,
         to_write: pl.DataFrame | None,
         materialization_id: str | None,
+        filters: Any = None,
     ) -> MetaxyWriteReport:
         keys = list(increment.key_columns)
         todo = increment.to_process()
@@ -291,7 +306,7 @@ class MetaxyIOManager(dg.ConfigurableIOManager):
                 if to_write.height
                 else 0
             )
-            data_version = feature_data_version(store, feature)
+            data_version = feature_data_version(store, feature, filters)
             preview = to_write.head(self.preview_rows)
             if written and materialization_id is not None:
                 # Read back what was stored, so the preview shows the stamped data versions.
@@ -311,9 +326,9 @@ class MetaxyIOManager(dg.ConfigurableIOManager):
             materialization_id=materialization_id,
         )
 
-    def data_version(self, feature: type[BaseFeature]) -> FeatureDataVersion:
+    def data_version(self, feature: type[BaseFeature], filters: Any = None) -> FeatureDataVersion:
         with self.store.open() as store:
-            return feature_data_version(store, feature)
+            return feature_data_version(store, feature, filters)
 
     # -- regular IO manager hooks ------------------------------------------------------------------
     def load_input(self, context: dg.InputContext) -> pl.DataFrame:
