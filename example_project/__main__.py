@@ -51,11 +51,11 @@ def run(verbose: bool = False) -> int:
 
     import metaxy_core as mx
     from example_project import media
-    from example_project.definitions import defs, store
 
     if not media.list_video_ids():
         media.generate_videos()
         print(f"Generated {len(media.list_video_ids())} videos in {media.videos_dir()}")
+    from example_project.definitions import defs, store
     instance = dg.DagsterInstance.get()
     started = time.perf_counter()
     # Dagster's step logs go to the instance either way; keep the console quiet unless asked.

@@ -17,7 +17,13 @@ CONFIG_FILE = Path(__file__).resolve().parent / "metaxy.toml"
 # Load the project's metaxy config (hash length, stores) and import its features.
 mx.init(CONFIG_FILE)
 
+from example_project import media  # noqa: E402
 from example_project.assets import FEATURE_ASSETS, feature_graph  # noqa: E402  (after mx.init)
+
+# A fresh clone has no demo media: create them on first load, so the first materialization in the UI
+# has new samples to process (`python -m example_project reset` removes them again).
+if not media.list_video_ids():
+    media.generate_videos()
 
 store = mxd.MetaxyStoreResource(store="dev", config_file=str(CONFIG_FILE))
 

@@ -202,6 +202,18 @@ class DagsterDev:
                 out[e["label"]] = json.loads(e["jsonString"])
         return out
 
+    def check_statuses(self, path: list[str]) -> dict[str, str]:
+        """Check name -> status of its execution for the asset's latest materialization."""
+        data = self.graphql(
+            "query($k: AssetKeyInput!) { assetNodeOrError(assetKey: $k) { ... on AssetNode { assetChecksOrError "
+            "{ ... on AssetChecks { checks { name executionForLatestMaterialization { status } } } } } } }",
+            {"k": {"path": path}},
+        )
+        checks = data["assetNodeOrError"]["assetChecksOrError"]["checks"]
+        return {
+            c["name"]: (c["executionForLatestMaterialization"] or {}).get("status", "NONE") for c in checks
+        }
+
     # -- sensors ---------------------------------------------------------------------------------
     def start_sensor(self, name: str) -> None:
         data = self.graphql(

@@ -99,8 +99,10 @@ def test_dagster_dev_end_to_end(project: Project) -> None:
         k: "MISSING" for k in ("video/raw", "video/chunk", "video/faces", "video/stt", "metaxy/graph")
     }
 
+    # 0. A fresh project has demo media as soon as its definitions load: the first run has work to do.
+    assert media.list_video_ids() == ["v001", "v002", "v003"]
+
     # 1. Launch a run of everything; read the materialization metadata and Dagster's staleness.
-    media.generate_videos(3)
     status, seconds = server.wait_run(server.launch(ALL_ASSETS))
     FIGURES["first_run_s"] = seconds
     assert status == "SUCCESS", server.log()[-4000:]
@@ -115,6 +117,11 @@ def test_dagster_dev_end_to_end(project: Project) -> None:
     assert (faces["metaxy/new"], faces["metaxy/written"], faces["dagster/row_count"]) == (13, 13, 13)
     assert "| feature | version |" in server.latest_metadata(["metaxy", "graph"])["metaxy/graph"]
     assert set(server.stale_statuses().values()) == {"FRESH"}
+    # the built-in checks ran with each materialization
+    assert server.check_statuses(["video", "chunk"]) == {
+        "metaxy_in_sync": "SUCCEEDED",
+        "metaxy_no_orphans": "SUCCEEDED",
+    }
 
     # 2. A data change: v002's audio is re-encoded. Only raw runs; its direct children turn stale.
     media.edit_track("v002", "audio")
