@@ -24,6 +24,7 @@ from metaxy_dagster.assets import build_metaxy_assets as build_metaxy_assets
 from metaxy_dagster.assets import build_metaxy_graph_asset as build_metaxy_graph_asset
 from metaxy_dagster.assets import metaxy_asset as metaxy_asset
 from metaxy_dagster.assets import metaxy_observable_source as metaxy_observable_source
+from metaxy_dagster.automation import metaxy_automation_condition as metaxy_automation_condition
 from metaxy_dagster.checks import IN_SYNC as IN_SYNC
 from metaxy_dagster.checks import NO_ORPHANS as NO_ORPHANS
 from metaxy_dagster.data_versions import FeatureDataVersion as FeatureDataVersion
