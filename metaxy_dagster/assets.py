@@ -19,6 +19,7 @@ for what happens to the rows.
 
 import inspect
 import warnings
+import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -58,17 +59,29 @@ class MetaxyAssetInfo:
     observable: bool
 
 
-# Feature key string -> info of the latest asset built for it (the sensor's default source).
+# Feature key string -> info of the latest asset built for it (used when only a feature is given).
 _ASSETS: dict[str, MetaxyAssetInfo] = {}
+# The op of each metaxy asset -> its info. Keyed by the op, which Dagster keeps when an asset is
+# re-specced (with_attributes, map_asset_specs), so a sensor given assets uses *their* feature classes
+# and samples providers, whatever else was built later in the same process.
+_BY_OP: "weakref.WeakKeyDictionary[Any, MetaxyAssetInfo]" = weakref.WeakKeyDictionary()
 
 
 def asset_info(feature: type[BaseFeature]) -> MetaxyAssetInfo | None:
     return _ASSETS.get(str(feature.spec.key))
 
 
-def _register(info: MetaxyAssetInfo) -> None:
+def info_of_asset(asset: dg.AssetsDefinition | dg.SourceAsset) -> MetaxyAssetInfo | None:
+    """What the metaxy factory that built ``asset`` knows about it (None for other assets)."""
+    node = getattr(asset, "node_def", None)
+    return _BY_OP.get(node) if node is not None else None
+
+
+def _register(info: MetaxyAssetInfo, asset: dg.AssetsDefinition | None = None) -> None:
     register_feature(info.feature)
     _ASSETS[str(info.feature.spec.key)] = info
+    if asset is not None:
+        _BY_OP[asset.node_def] = info
 
 
 def _call_samples(provider: SamplesProvider, feature: type[BaseFeature]) -> Any:
@@ -333,7 +346,7 @@ def _build_asset(
         required_resource_keys={io_manager_key, *resource_keys},
         **{k: options.pop(k) for k in _OP_OPTIONS if k in options},
     )(compute)
-    _register(MetaxyAssetInfo(feature, asset_key, samples, observable=False))
+    _register(MetaxyAssetInfo(feature, asset_key, samples, observable=False), asset)
     return asset
 
 

@@ -13,7 +13,10 @@ On each tick the sensor
 
 Run keys hash the stored state (each feature's aggregate data version, its counts, and the time of
 its latest materialization), so a state that comes back (samples A → B → A) gets a new key, while
-ticks that see the same state do not launch the same run twice.
+ticks that see the same state do not launch the same run twice. The cursor remembers the state the
+last request was made for: when a finished run leaves exactly that state (e.g. the definitions were
+edited and the runs load newer code than the sensor), the sensor skips and says why instead of
+launching the same no-op run on every tick.
 """
 
 import hashlib
@@ -24,7 +27,7 @@ from typing import Any
 import dagster as dg
 
 from metaxy_core.feature import BaseFeature
-from metaxy_dagster.assets import DEFAULT_STORE_KEY, asset_info
+from metaxy_dagster.assets import DEFAULT_STORE_KEY, asset_info, info_of_asset
 from metaxy_dagster.data_versions import feature_data_version
 from metaxy_dagster.errors import MetaxyDefinitionError
 from metaxy_dagster.io_manager import SamplesProvider, lookup_feature
@@ -52,18 +55,43 @@ def _managed(
     for asset in assets or ():
         if isinstance(asset, dg.SourceAsset):
             continue  # observable roots are written by their own observations
+        info = info_of_asset(asset)
         for spec in asset.specs:
             key = feature_key_of(dict(spec.metadata))
             if key is not None:
-                pairs.append((lookup_feature(key), spec.key))
+                feature = info.feature if info is not None else lookup_feature(key)
+                pairs.append((feature, spec.key))
     if not pairs:
         raise MetaxyDefinitionError(
             "build_metaxy_sensor: no metaxy feature assets given. Pass assets=<metaxy assets> or features=[...]."
         )
     graph = pairs[0][0].graph
     order = {key: i for i, key in enumerate(graph.topological_order())}
-    unique = {f.spec.key: (f, k) for f, k in pairs}
+    unique: dict[Any, tuple[type[BaseFeature], dg.AssetKey]] = {}
+    for feature, asset_key in pairs:
+        seen = unique.get(feature.spec.key)
+        if seen is not None and seen[1] != asset_key:
+            raise MetaxyDefinitionError(
+                f"build_metaxy_sensor: feature '{feature.spec.key}' has two assets, {seen[1].to_user_string()} and "
+                f"{asset_key.to_user_string()}. One feature is one table: give each feature one asset per code "
+                "location."
+            )
+        unique[feature.spec.key] = (feature, asset_key)
     return sorted(unique.values(), key=lambda p: order.get(p[0].spec.key, len(order)))
+
+
+def _digest(state: Mapping[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(state, sort_keys=True, default=str).encode()).hexdigest()[:24]
+
+
+def _read_cursor(cursor: str | None) -> dict[str, Any]:
+    if not cursor:
+        return {}
+    try:
+        value = json.loads(cursor)
+    except ValueError:
+        return {}  # a cursor from an older version of this sensor
+    return value if isinstance(value, dict) else {}
 
 
 def _latest_materialization(instance: dg.DagsterInstance, key: dg.AssetKey) -> float | None:
@@ -101,6 +129,10 @@ def build_metaxy_sensor(
         info = asset_info(feature)
         if info is not None and info.samples is not None:
             providers[str(feature.spec.key)] = info.samples
+    for asset in assets or ():
+        info = info_of_asset(asset)
+        if info is not None and info.samples is not None:
+            providers[str(info.feature.spec.key)] = info.samples
     for feature, provider in (samples or {}).items():
         providers[str(feature.spec.key)] = provider
     keys = [k for _, k in managed]
@@ -167,11 +199,22 @@ def build_metaxy_sensor(
             )
             return dg.SkipReason(f"All {len(counts)} counted features are in sync ({summary}).{extra}")
 
+        state_key = _digest(state)
+        previous = _read_cursor(context.cursor)
+        if previous.get("state") == state_key:
+            # The run launched for this very state changed nothing. Typically the definitions were
+            # edited: runs load the new code while this sensor still evaluates the old one, so it keeps
+            # seeing work that the runs do not. Requesting again would repeat the same no-op run.
+            return dg.SkipReason(
+                f"Same store state as when run {previous.get('run_key')} was requested, which changed nothing "
+                f"({summary}). If feature definitions were edited, reload the code location so this sensor "
+                "evaluates the same code as the runs; the sensor requests again when the state changes."
+            )
         for feature, key in managed:
             state.setdefault(str(feature.spec.key), {})["last_materialization"] = _latest_materialization(
                 context.instance, key
             )
-        run_key = hashlib.sha256(json.dumps(state, sort_keys=True, default=str).encode()).hexdigest()[:24]
+        run_key = _digest(state)
         tags = {"metaxy/features": str(len(selected))}
         for feature, _ in selected:
             c = counts.get(str(feature.spec.key), {"new": 0, "stale": 0, "orphaned": 0})
@@ -182,7 +225,8 @@ def build_metaxy_sensor(
             tags[f"metaxy/{kind}"] = str(sum(c[kind] for c in counts.values()))
         context.log.info(f"{name}: requesting {[str(k) for _, k in selected]} ({summary})")
         return dg.SensorResult(
-            run_requests=[dg.RunRequest(run_key=run_key, asset_selection=[k for _, k in selected], tags=tags)]
+            run_requests=[dg.RunRequest(run_key=run_key, asset_selection=[k for _, k in selected], tags=tags)],
+            cursor=json.dumps({"state": state_key, "run_key": run_key}),
         )
 
     return _sensor

@@ -5,6 +5,7 @@ from typing import Any
 import dagster as dg
 from dagster._core.storage.tags import SENSOR_NAME_TAG
 
+import metaxy_core as mx
 import metaxy_dagster as mxd
 from tests.dagster.pipeline import Samples, build_assets, define_features
 
@@ -134,3 +135,37 @@ def test_sensor_waits_while_its_run_is_in_progress(
         evaluate(sensor, instance, res, assets)
         == "Run in-flight-run launched by metaxy_sensor is still in progress."
     )
+
+
+def test_sensor_does_not_repeat_a_run_that_changed_nothing(
+    samples: Samples, instance: dg.DagsterInstance, res: dict[str, Any]
+) -> None:
+    """features.py edited under `dagster dev`: runs load the new code, the sensor still has the old."""
+    old_assets = build_assets(define_features(), samples)
+    dg.materialize(old_assets, instance=instance, resources=res)
+    sensor = mxd.build_metaxy_sensor(old_assets, include_downstream=True)
+    with mx.FeatureGraph().use():  # the edited definitions, as a run process would load them
+        new_assets = build_assets(define_features(faces_code_version="2"), samples)
+    dg.materialize(new_assets, instance=instance, resources=res)  # the edited code ran once
+
+    defs = dg.Definitions(assets=old_assets, sensors=[sensor], resources=res)
+    cursor = None
+    outcomes = []
+    for _ in range(3):
+        with dg.build_sensor_context(
+            instance=instance,
+            resources={"metaxy_store": res["metaxy_store"]},
+            definitions=defs,
+            cursor=cursor,
+        ) as context:
+            data = sensor.evaluate_tick(context)
+        cursor = data.cursor or cursor
+        if data.run_requests:
+            (request,) = data.run_requests
+            outcomes.append("run")
+            run(request, new_assets, instance, res)  # the run executes the new code: a no-op
+        else:
+            outcomes.append(data.skip_message)
+    assert outcomes[0] == "run"  # the old code sees faces as stale once
+    assert outcomes[1] == outcomes[2]
+    assert "reload the code location" in outcomes[1]
