@@ -595,7 +595,7 @@ def build_metaxy_graph_asset(
             "metaxy/features": dg.MetadataValue.int(len(current)),
             "metaxy/graph": dg.MetadataValue.md(md.snapshot_table(current)),
             "metaxy/diff": dg.MetadataValue.md(md.diff_table(diff)),
-            "metaxy/mermaid": dg.MetadataValue.md(md.mermaid_block(render_mermaid(current, direction="LR"))),
+            "metaxy/mermaid": dg.MetadataValue.md(md.mermaid_block(render_mermaid(current))),
             "metaxy/diff_mermaid": dg.MetadataValue.md(md.mermaid_block(render_diff_mermaid(diff))),
         }
         context.log.info(

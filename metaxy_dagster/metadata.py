@@ -6,6 +6,7 @@ tables, with the mermaid source alongside in a fenced code block for copying els
 
 import json
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import dagster as dg
@@ -13,6 +14,7 @@ import polars as pl
 
 from metaxy_core import columns as C
 from metaxy_core.schema import polars_dtype
+from metaxy_core.spec import DEFAULT_CODE_VERSION
 
 if TYPE_CHECKING:
     from metaxy_core.diff import GraphDiff
@@ -42,6 +44,29 @@ _SYSTEM_DESCRIPTIONS = {
 }
 
 
+SHORT_HASH = 8
+"""Characters of a version or hash shown in UI tables (the full values are in the JSON metadata)."""
+
+
+def short(value: str | None) -> str:
+    return "" if value is None else str(value)[:SHORT_HASH]
+
+
+def code_version_label(code_version: str | None) -> str:
+    """The default code version reads as ``initial`` in the UI."""
+    return "initial" if code_version == DEFAULT_CODE_VERSION else str(code_version)
+
+
+def _relative(value: str) -> str:
+    """An absolute path under the working directory, shown relative to it (narrow asset panes)."""
+    if not value.startswith("/"):
+        return value
+    try:
+        return str(Path(value).relative_to(Path.cwd()))
+    except ValueError:
+        return value
+
+
 def _cell(value: Any) -> str:
     text = "" if value is None else str(value)
     return text.replace("|", "\\|").replace("\n", " ")
@@ -63,7 +88,9 @@ def fields_table(feature: "type[BaseFeature]") -> str:
     rows = []
     for f in sorted(feature.spec.fields, key=lambda f: str(f.key)):
         parents = ", ".join(p.fq for p in graph.field_parents(key, f.key)) or "—"
-        rows.append([f"`{f.key}`", f.code_version, f"`{versions[str(f.key)]}`", parents])
+        rows.append(
+            [f"`{f.key}`", code_version_label(f.code_version), f"`{short(versions[str(f.key)])}`", parents]
+        )
     return markdown_table(["field", "code version", "version", "depends on"], rows)
 
 
@@ -122,8 +149,15 @@ def preview_table(frame: pl.DataFrame, limit: int = 10) -> dg.TableMetadataValue
     elif C.PROVENANCE in frame.columns:
         keep.append(C.PROVENANCE)
     head = frame.select(keep).head(limit)
+    hashes = {C.DATA_VERSION, C.PROVENANCE}
     schema = dg.TableSchema(columns=[dg.TableColumn(c, str(head.schema[c])) for c in head.columns])
-    records = [dg.TableRecord({k: _scalar(v) for k, v in row.items()}) for row in head.iter_rows(named=True)]
+
+    def cell(column: str, value: Any) -> Any:
+        if isinstance(value, str):
+            return short(value) if column in hashes else _relative(value)
+        return _scalar(value)
+
+    records = [dg.TableRecord({k: cell(k, v) for k, v in row.items()}) for row in head.iter_rows(named=True)]
     return dg.MetadataValue.table(records=records, schema=schema)
 
 
@@ -167,10 +201,20 @@ def definition_diff(
         elif after is None:
             change = "removed"
         elif prev_code.get(name) not in (None, current_code.get(name)):
-            change = f"code version {prev_code.get(name)} → {current_code.get(name)}"
+            change = (
+                f"code version {code_version_label(prev_code.get(name))} → "
+                f"{code_version_label(current_code.get(name))}"
+            )
         else:
             change = "upstream changed"
-        rows.append([f"`{name}`", f"`{before}`" if before else "—", f"`{after}`" if after else "—", change])
+        rows.append(
+            [
+                f"`{name}`",
+                f"`{short(before)}`" if before else "—",
+                f"`{short(after)}`" if after else "—",
+                change,
+            ]
+        )
     header = f"Feature version `{prev_feature}` → `{feature.feature_version()}`\n\n"
     return header + markdown_table(["field", "previous version", "current version", "change"], rows)
 
@@ -180,15 +224,23 @@ def snapshot_table(snapshot: "GraphSnapshot") -> str:
     """Every feature of a graph snapshot: key, version, code version, fields with versions, deps."""
     rows = []
     for f in snapshot.features:
-        fields = ", ".join(f"{x.key} (`{x.version}`)" for x in f.fields)
-        rows.append([f"`{f.key}`", f"`{f.version}`", f"`{f.code_version}`", fields, ", ".join(f.deps) or "—"])
+        fields = ", ".join(f"{x.key} (`{short(x.version)}`)" for x in f.fields)
+        rows.append(
+            [
+                f"`{f.key}`",
+                f"`{short(f.version)}`",
+                f"`{short(f.code_version)}`",
+                fields,
+                ", ".join(f.deps) or "—",
+            ]
+        )
     return markdown_table(["feature", "version", "code version", "fields", "depends on"], rows)
 
 
 def _arrow(old: str | None, new: str | None) -> str:
     if old == new:
-        return f"`{new}`"
-    return f"`{old or '—'}` → `{new or '—'}`"
+        return f"`{short(new)}`"
+    return f"`{short(old) or '—'}` → `{short(new) or '—'}`"
 
 
 def diff_table(diff: "GraphDiff") -> str:
@@ -209,7 +261,10 @@ def diff_table(diff: "GraphDiff") -> str:
             if x.status == "changed":
                 text = f"{x.key}: {_arrow(x.old_version, x.new_version)}"
                 if x.old_code_version != x.new_code_version:
-                    text += f" (code {x.old_code_version} → {x.new_code_version})"
+                    text += (
+                        f" (code {code_version_label(x.old_code_version)} → "
+                        f"{code_version_label(x.new_code_version)})"
+                    )
             fields.append(text)
         status = "changed (upstream only)" if c.upstream_only else c.status
         rows.append(

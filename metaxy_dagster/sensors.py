@@ -225,7 +225,9 @@ def build_metaxy_sensor(
             tags[f"metaxy/{kind}"] = str(sum(c[kind] for c in counts.values()))
         context.log.info(f"{name}: requesting {[str(k) for _, k in selected]} ({summary})")
         return dg.SensorResult(
-            run_requests=[dg.RunRequest(run_key=run_key, asset_selection=[k for _, k in selected], tags=tags)],
+            run_requests=[
+                dg.RunRequest(run_key=run_key, asset_selection=[k for _, k in selected], tags=tags)
+            ],
             cursor=json.dumps({"state": state_key, "run_key": run_key}),
         )
 

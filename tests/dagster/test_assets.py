@@ -41,7 +41,7 @@ def test_asset_specs_come_from_the_features(features: Features, samples: Samples
     assert meta["metaxy/id_columns"].value == ["video_chunk_id"]
     assert meta["dagster/table_name"] == "video__chunk"
     fields_md = meta["metaxy/fields"].value
-    assert "| `audio` | __metaxy_initial__ |" in fields_md
+    assert "| `audio` | initial |" in fields_md
     assert "video/raw.audio" in fields_md
     assert "| `video/raw` | expansion | video_id |" in meta["metaxy/lineage"].value
 

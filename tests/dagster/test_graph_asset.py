@@ -31,15 +31,15 @@ def test_graph_and_diff_against_the_last_push(
     assert table.splitlines()[0] == "| feature | version | code version | fields | depends on |"
     audio, frames = f.Video.field_versions()["audio"], f.Video.field_versions()["frames"]
     assert (
-        f"| `video/raw` | `{f.Video.feature_version()}` | `{f.Video.feature_code_version()}` | "
-        f"audio (`{audio}`), frames (`{frames}`) | — |"
+        f"| `video/raw` | `{f.Video.feature_version()[:8]}` | `{f.Video.feature_code_version()[:8]}` | "
+        f"audio (`{audio[:8]}`), frames (`{frames[:8]}`) | — |"
     ) in table
     assert "| `video/faces` |" in table
     assert "| video/chunk |" in table
     diff = first["metaxy/diff"]
     assert diff.startswith(f"Snapshot `none` (nothing pushed yet) → `{graph.snapshot_version}` (current)")
     assert [line.split(" | ")[1] for line in diff.splitlines()[4:]] == ["added"] * 4
-    assert first["metaxy/mermaid"].startswith("```mermaid\n---\ntitle: Feature Graph\n---\nflowchart LR")
+    assert first["metaxy/mermaid"].startswith("```mermaid\n---\ntitle: Feature Graph\n---\nflowchart TB")
     assert first["metaxy/mermaid"].endswith("```")
     assert "video_raw --> video_chunk" in first["metaxy/mermaid"].replace("        ", "")
 
@@ -56,8 +56,8 @@ def test_graph_and_diff_against_the_last_push(
     assert sorted(rows) == ["video/chunk", "video/raw", "video/stt"]
     old_audio, new_audio = audio, g.Video.field_versions()["audio"]
     assert rows["video/raw"] == (
-        f"| `video/raw` | changed | code_version | `{f.Video.feature_version()}` → `{g.Video.feature_version()}` | "
-        f"audio: `{old_audio}` → `{new_audio}` (code 1 → 2) |"
+        f"| `video/raw` | changed | code_version | `{f.Video.feature_version()[:8]}` → "
+        f"`{g.Video.feature_version()[:8]}` | audio: `{old_audio[:8]}` → `{new_audio[:8]}` (code 1 → 2) |"
     )
     assert "| changed (upstream only) | upstream |" in rows["video/stt"]
     assert "style" in third["metaxy/diff_mermaid"]

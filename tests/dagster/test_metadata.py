@@ -93,7 +93,7 @@ def test_metadata_over_a_data_change_and_a_code_change(
         f"Feature version `{f.Faces.feature_version()}` → `{g.Faces.feature_version()}`\n\n"
         "| field | previous version | current version | change |\n"
         "|---|---|---|---|\n"
-        f"| `faces` | `{old_v}` | `{new_v}` | code version 1 → 2 |"
+        f"| `faces` | `{old_v[:8]}` | `{new_v[:8]}` | code version 1 → 2 |"
     )
     # Recomputed faces with identical outputs: same data version? No - provenance changed with the code.
     assert faces["metaxy/data_version"] != second["video/faces"]["metaxy/data_version"]
@@ -143,3 +143,28 @@ def test_user_data_versions_per_sample_give_early_cutoff(
     assert counts(second)["video/chunk"] == (0, 1, 0, 1)
     assert second["video/chunk"]["metaxy/data_version"] == first["video/chunk"]["metaxy/data_version"]
     assert counts(second)["video/faces"] == (0, 0, 0, 0)
+
+
+def test_ui_tables_stay_narrow(tmp_path: Any, monkeypatch: Any) -> None:
+    """8-character hashes, paths relative to the working directory, the default code version as 'initial'."""
+
+    from metaxy_dagster import metadata as md
+
+    monkeypatch.chdir(tmp_path)
+    frame = pl.DataFrame(
+        {
+            "video_id": ["v1"],
+            "path": [str(tmp_path / "videos" / "v1.mp4")],
+            "elsewhere": ["/opt/other/v1.mp4"],
+            "metaxy_data_version": ["0123456789abcdef"],
+        }
+    )
+    (record,) = md.preview_table(frame).value.records
+    assert record.data == {
+        "video_id": "v1",
+        "path": "videos/v1.mp4",
+        "elsewhere": "/opt/other/v1.mp4",
+        "metaxy_data_version": "01234567",
+    }
+    assert md.code_version_label("__metaxy_initial__") == "initial"
+    assert md.code_version_label("2") == "2"
