@@ -1,8 +1,10 @@
 """Per-feature sync status: how many samples are new, stale or orphaned, counted inside the store.
 
 Root features take their expected samples from the caller (``resolve_update(samples=...)``), so
-without samples their status is ``root`` with the stored row count: there is nothing to compare
-against, which is not an error. Pass ``samples={key: frame}`` to count them like the others.
+without samples their new and orphaned samples are unknown: their status is ``root`` with the
+stored row count. Rows written under an older feature version (a field's ``code_version`` was bumped
+since) are counted as stale all the same, since every one of them will be recomputed. Pass
+``samples={key: frame}`` to count roots exactly like the others.
 
 >>> import metaxy_core as mx
 >>> with mx.FeatureGraph().use():
@@ -20,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import narwhals as nw
 
+from metaxy_core import columns as C
 from metaxy_core.graph import FeatureGraph
 from metaxy_core.keys import FeatureKey
 
@@ -37,18 +40,19 @@ class FeatureStatus:
     new: int | None
     """``None`` for a root feature whose samples were not given."""
     stale: int | None
+    """For a root without samples: rows written under an older feature version (all will be recomputed)."""
     orphaned: int | None
 
     @property
     def state(self) -> str:
-        """``root`` (not compared), ``in sync`` or ``out of sync``."""
-        if self.new is None:
-            return "root"
-        return "in sync" if self.in_sync else "out of sync"
+        """``root`` (samples not compared), ``in sync`` or ``out of sync``."""
+        if not self.in_sync:
+            return "out of sync"
+        return "root" if self.new is None else "in sync"
 
     @property
     def in_sync(self) -> bool:
-        return self.new is None or not (self.new or self.stale or self.orphaned)
+        return not (self.new or self.stale or self.orphaned)
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "state": self.state}
@@ -85,7 +89,15 @@ def feature_status(
             rows = _count(store.read(cls, lazy=True)) if store.has_feature(cls) else 0
             is_root = not cls.spec.deps
             if is_root and key not in given:
-                counts: dict[str, int | None] = {"new": None, "stale": None, "orphaned": None}
+                # Without samples only rows stamped with an older feature version are known to be stale.
+                outdated = (
+                    _count(
+                        store.read(cls, filters=nw.col(C.FEATURE_VERSION) != cls.feature_version(), lazy=True)
+                    )
+                    if rows
+                    else 0
+                )
+                counts: dict[str, int | None] = {"new": None, "stale": outdated, "orphaned": None}
             else:
                 inc = store.resolve_update(cls, samples=given.get(key), lazy=True)
                 counts = dict(inc.counts())

@@ -1,6 +1,6 @@
 """``metaxy metadata status | delete | copy``."""
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from cyclopts import Parameter
 
@@ -16,11 +16,13 @@ def status(
     *,
     format: Annotated[Literal["terminal", "json"], Parameter(name=["--format", "-f"])] = "terminal",
     assert_in_sync: Annotated[bool, Parameter(negative=())] = False,
+    samples: Annotated[tuple[str, ...], Parameter(name="--samples")] = (),
 ) -> int:
     """New, stale and orphaned samples per feature, counted inside the store.
 
-    Root features take their samples from your pipeline, so here they show as "root" with their
-    stored row count.
+    Root features take their samples from your pipeline, so without --samples they show as "root"
+    with their stored row count, and as stale only the rows written under an older feature version
+    (a field's code_version was bumped since; they will all be recomputed).
 
     Parameters
     ----------
@@ -30,6 +32,9 @@ def status(
         terminal (a table) or json.
     assert_in_sync
         Exit with code 3 when any feature has new, stale or orphaned samples.
+    samples
+        KEY=FILE: the complete samples of root feature KEY (a Parquet, JSON or NDJSON file with
+        the id columns and metaxy_provenance_by_field), so its counts are exact. Repeatable.
     """
     from rich.table import Table
 
@@ -39,10 +44,14 @@ def status(
     graph = CTX.graph()
     for key in features:
         graph.get_feature(key)  # unknown keys fail here, naming the known ones
+    given = {key: _read_samples(key, path) for key, path in (_split_samples(item) for item in samples)}
+    for key in given:
+        if graph.get_feature(key).spec.deps:
+            raise CliExit(1, f"--samples {key}=...: '{key}' is not a root feature; only roots take samples.")
     store = CTX.store()
     total = len(features) or len(graph)
     with progress("Resolving", total) as advance:
-        rows = feature_status(store, list(features) or None, graph=graph, on_feature=advance)
+        rows = feature_status(store, list(features) or None, graph=graph, samples=given, on_feature=advance)
     in_sync = all(r.in_sync for r in rows)
     if format == "json":
         emit(dumps({"store": CTX.store_label, "in_sync": in_sync, "features": [r.to_dict() for r in rows]}))
@@ -71,6 +80,34 @@ def status(
         bad = ", ".join(r.key for r in rows if not r.in_sync)
         raise CliExit(OUT_OF_SYNC_EXIT, f"Out of sync: {bad}.")
     return 0
+
+
+def _split_samples(item: str) -> tuple[str, str]:
+    key, sep, path = item.partition("=")
+    if not sep or not key or not path:
+        raise CliExit(1, f"--samples {item!r}: use KEY=FILE, e.g. --samples video/raw=samples.parquet.")
+    return key, path
+
+
+def _read_samples(key: str, path: str) -> Any:
+    """A samples file as polars; the format follows the extension."""
+    from pathlib import Path
+
+    import polars as pl
+
+    file = Path(path)
+    if not file.is_file():
+        raise CliExit(1, f"--samples {key}={path}: no such file.")
+    readers = {
+        ".parquet": pl.read_parquet,
+        ".csv": pl.read_csv,
+        ".json": pl.read_json,
+        ".ndjson": pl.read_ndjson,
+    }
+    reader = readers.get(file.suffix.lower())
+    if reader is None:
+        raise CliExit(1, f"--samples {key}={path}: unknown format; use one of {', '.join(readers)}.")
+    return reader(file)
 
 
 @metadata_app.command

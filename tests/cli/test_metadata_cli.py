@@ -23,7 +23,7 @@ def test_status_reports_roots_counts_and_asserts_sync(project: Project) -> None:
         "root": True,
         "rows": 3,
         "new": None,
-        "stale": None,
+        "stale": 0,  # rows written under an older feature version: none
         "orphaned": None,
         "state": "root",
     }
@@ -89,3 +89,24 @@ def test_delete_soft_hard_and_dry_run(project: Project) -> None:
     proc = project.cli("metadata", "delete", "example/sst", "--all", expect=1)
     assert "Unknown feature 'example/sst'" in proc.stderr
     assert "example/stt" in proc.stderr
+
+
+def test_status_sees_roots_written_under_an_older_feature_version(project: Project) -> None:
+    run_pipeline(project)
+    project.write_features(video_audio="2")  # a root field's code version bump
+    status = _status(project)
+    assert status["_in_sync"] is False
+    video = status["example/video"]
+    assert (video["root"], video["stale"], video["state"]) == (True, 3, "out of sync")
+    assert (video["new"], video["orphaned"]) == (None, None)
+    out = project.cli("metadata", "status", "--assert-in-sync", expect=3)
+    assert "example/video" in out.stderr
+
+    # with the complete samples the root's counts are exact
+    samples = project.root / "samples.parquet"
+    video_samples(4).write_parquet(samples)
+    data = project.cli_json("metadata", "status", "--format", "json", "--samples", f"example/video={samples}")
+    exact = {f["key"]: f for f in data["features"]}["example/video"]
+    assert (exact["new"], exact["stale"], exact["orphaned"]) == (1, 3, 0)
+    bad = project.cli("metadata", "status", "--samples", "example/crop=x.parquet", expect=1)
+    assert "not a root feature" in bad.stderr or "no such file" in bad.stderr
