@@ -56,6 +56,7 @@ def run(verbose: bool = False) -> int:
         media.generate_videos()
         print(f"Generated {len(media.list_video_ids())} videos in {media.videos_dir()}")
     from example_project.definitions import defs, store
+
     instance = dg.DagsterInstance.get()
     started = time.perf_counter()
     # Dagster's step logs go to the instance either way; keep the console quiet unless asked.
