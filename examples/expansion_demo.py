@@ -13,6 +13,8 @@ After the bump, videos and their chunks are recomputed for field ``audio``; face
 
 import argparse
 import random
+import tempfile
+from pathlib import Path
 
 import polars as pl
 
@@ -63,12 +65,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--database", default="expansion.duckdb")
+    # A fixed file in the system's temp folder (not the current directory), so reruns see the
+    # previous run's metadata; --database puts it elsewhere.
+    default = Path(tempfile.gettempdir()) / "metaxy-expansion-demo.duckdb"
+    parser.add_argument("--database", default=str(default), help=f"DuckDB file (default: {default})")
     parser.add_argument("--audio", default="1", help="code_version of video/raw.audio")
     args = parser.parse_args()
     rng = random.Random(42)
     video, chunk, faces = define(args.audio)
     store = mx.DuckDBMetadataStore(database=args.database)
+    print(f"metadata store: {args.database}")
     samples = pl.DataFrame(
         {
             "video_id": ["1", "2", "3"],

@@ -42,3 +42,16 @@ def test_aggregation_demo():
     assert "r2 content changed               speakers new=0 stale=1 orphaned=0  recompute: ['alice']" in out
     assert "r5 added                         speakers new=0 stale=1 orphaned=0  recompute: ['bob']" in out
     assert "final rerun                      speakers new=0 stale=0 orphaned=0  recompute: []" in out
+
+
+def test_examples_leave_no_files_in_the_current_directory(tmp_path):
+    for script in ("expansion_demo.py", "recompute_demo.py", "aggregation_demo.py"):
+        done = subprocess.run(
+            [sys.executable, str(ROOT / "examples" / script)],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert done.returncode == 0, done.stderr
+    assert list(tmp_path.iterdir()) == []
