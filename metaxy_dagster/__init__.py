@@ -24,6 +24,7 @@ from metaxy_dagster.assets import build_metaxy_assets as build_metaxy_assets
 from metaxy_dagster.assets import build_metaxy_graph_asset as build_metaxy_graph_asset
 from metaxy_dagster.assets import metaxy_asset as metaxy_asset
 from metaxy_dagster.assets import metaxy_observable_source as metaxy_observable_source
+from metaxy_dagster.assets import select_metaxy_assets as select_metaxy_assets
 from metaxy_dagster.automation import metaxy_automation_condition as metaxy_automation_condition
 from metaxy_dagster.checks import IN_SYNC as IN_SYNC
 from metaxy_dagster.checks import NO_ORPHANS as NO_ORPHANS
@@ -39,6 +40,7 @@ from metaxy_dagster.partitions import add_dynamic_partitions as add_dynamic_part
 from metaxy_dagster.partitions import dynamic_partitions_request as dynamic_partitions_request
 from metaxy_dagster.resource import MetaxyStoreResource as MetaxyStoreResource
 from metaxy_dagster.sensors import build_metaxy_sensor as build_metaxy_sensor
+from metaxy_dagster.translator import FEATURE_TAG as FEATURE_TAG
 from metaxy_dagster.translator import MetaxyTranslator as MetaxyTranslator
 from metaxy_dagster.translator import MetaxyTranslatorSettings as MetaxyTranslatorSettings
 

@@ -240,7 +240,7 @@ def _build_asset(
         spec = spec.replace_attributes(description=inspect.cleandoc(fn.__doc__))
     spec = _asset_spec(spec, options, feature, io_manager_key)
     asset_key = spec.key
-    user_checks = list(options.pop("check_specs", None) or [])
+    user_checks = [*translator.get_check_specs(feature, asset_key), *(options.pop("check_specs", None) or [])]
     # A root without a samples provider has no expected sample set before its body runs: nothing to check.
     builtin = selected_builtin_checks(checks) if has_increment else ()
     clash = [c.name for c in user_checks if c.name in builtin]
@@ -612,3 +612,25 @@ def build_metaxy_graph_asset(
         description="The metaxy feature graph: every feature with its versions, and what changed since the last push.",
         required_resource_keys={store_resource_key},
     )(compute)
+
+
+def select_metaxy_assets(
+    *features: type[BaseFeature] | str,
+    translator: MetaxyTranslator | None = None,
+    downstream: bool = False,
+) -> dg.AssetSelection:
+    """An asset selection of metaxy feature assets: all of them, or those of ``features``.
+
+    ``downstream=True`` adds everything downstream of the selected features (e.g. for a job that
+    carries one feature's change through the graph).
+    """
+    if not features:
+        selection: dg.AssetSelection = dg.AssetSelection.kind("metaxy")
+    else:
+        tr = translator or MetaxyTranslator()
+        keys = []
+        for f in features:
+            cls = f if isinstance(f, type) else FeatureGraph.get_active().get_feature(f)
+            keys.append(tr.get_asset_key(cls))
+        selection = dg.AssetSelection.assets(*keys)
+    return selection.downstream() if downstream else selection

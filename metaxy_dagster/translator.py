@@ -18,6 +18,14 @@ from metaxy_dagster import metadata as md
 
 FEATURE_METADATA_KEY = "metaxy/feature"
 """Definition metadata key holding the feature key string; the IO manager and sensor read it."""
+FEATURE_TAG = "metaxy/feature"
+"""Tag on every metaxy asset. Its value is the feature key with '.' for '/' (Dagster tag values
+cannot hold '/'), or empty for keys longer than a tag value may be; filter on it in the UI."""
+
+
+def feature_tag_value(key: FeatureKey) -> str:
+    value = ".".join(key.parts)
+    return value if len(value) <= 63 else ""
 
 
 @dataclass(frozen=True)
@@ -105,17 +113,45 @@ class MetaxyTranslator:
         graph = feature.graph
         return [self.get_asset_key(graph.get_feature(dep.feature)) for dep in feature.spec.deps]
 
+    def get_owners(self, feature: type[BaseFeature]) -> list[str] | None:
+        """Owners of the asset (``team:...`` or e-mail addresses); none by default."""
+        return None
+
+    def get_automation_condition(self, feature: type[BaseFeature]) -> dg.AutomationCondition | None:
+        """None by default; :func:`metaxy_dagster.metaxy_automation_condition` is the recommended one."""
+        return None
+
+    def get_partition_mapping(
+        self, feature: type[BaseFeature], upstream: type[BaseFeature]
+    ) -> dg.PartitionMapping | None:
+        """How ``feature``'s partitions map to ``upstream``'s (Dagster's default when None)."""
+        return None
+
+    def get_check_specs(self, feature: type[BaseFeature], asset_key: dg.AssetKey) -> list[dg.AssetCheckSpec]:
+        """Extra checks for every asset (besides the built-in ones); the body yields their results."""
+        return []
+
     # -- combined -----------------------------------------------------------------------------------
     def get_asset_spec(self, feature: type[BaseFeature]) -> dg.AssetSpec:
+        graph = feature.graph
+        deps = [
+            dg.AssetDep(
+                self.get_asset_key(graph.get_feature(dep.feature)),
+                partition_mapping=self.get_partition_mapping(feature, graph.get_feature(dep.feature)),
+            )
+            for dep in feature.spec.deps
+        ]
         return dg.AssetSpec(
             key=self.get_asset_key(feature),
-            deps=self.get_dep_keys(feature),
+            deps=deps,
             description=self.get_description(feature),
             metadata=self.get_metadata(feature),
             group_name=self.get_group_name(feature),
             code_version=self.get_code_version(feature),
-            tags=self.get_tags(feature),
+            tags={FEATURE_TAG: feature_tag_value(feature.spec.key), **self.get_tags(feature)},
             kinds=self.get_kinds(feature),
+            owners=self.get_owners(feature),
+            automation_condition=self.get_automation_condition(feature),
         )
 
     def feature_for_key(

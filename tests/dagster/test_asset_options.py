@@ -97,3 +97,58 @@ def test_key_columns_are_converted_only_losslessly(
     else:
         with pytest.raises(mxd.MetaxyOutputError, match=r"'doc_id'.*converting changes some values"):
             _align_key_types(features.Faces, rows, increment_keys, ["doc_id"])
+
+
+def test_translator_hooks_and_feature_tag(
+    features: Features, samples: Samples, instance: dg.DagsterInstance, res: dict[str, Any]
+) -> None:
+    class Custom(mxd.MetaxyTranslator):
+        def get_owners(self, feature: Any) -> list[str]:
+            return ["team:ml"]
+
+        def get_automation_condition(self, feature: Any) -> dg.AutomationCondition:
+            return mxd.metaxy_automation_condition()
+
+        def get_partition_mapping(self, feature: Any, upstream: Any) -> dg.PartitionMapping:
+            return dg.AllPartitionMapping()
+
+        def get_check_specs(self, feature: Any, asset_key: dg.AssetKey) -> list[dg.AssetCheckSpec]:
+            return (
+                [dg.AssetCheckSpec("rows_have_text", asset=asset_key)]
+                if feature is features.Transcript
+                else []
+            )
+
+    tr = Custom()
+    raw, *_ = build_assets(features, samples, translator=tr)
+
+    @mxd.metaxy_asset(features.Transcript, translator=tr)
+    def stt(increment: mxd.MetaxyIncrement) -> Any:
+        rows = increment.to_process().select("video_id", pl.lit("hi").alias("text"))
+        yield dg.AssetCheckResult(check_name="rows_have_text", passed=True)
+        yield rows
+
+    (spec,) = stt.specs
+    assert spec.owners == ["team:ml"]
+    assert spec.automation_condition is not None
+    assert spec.automation_condition.get_label() == "metaxy"
+    (dep,) = spec.deps
+    assert isinstance(dep.partition_mapping, dg.AllPartitionMapping)
+    assert spec.tags[mxd.FEATURE_TAG] == "video.stt"
+    assert {k.name for k in stt.check_keys} == {"rows_have_text", "metaxy_in_sync", "metaxy_no_orphans"}
+    result = dg.materialize([raw, stt], instance=instance, resources=res)
+    assert {e.check_name for e in result.get_asset_check_evaluations() if e.asset_key == STT} == {
+        "rows_have_text",
+        "metaxy_in_sync",
+        "metaxy_no_orphans",
+    }
+
+    graph_asset = mxd.build_metaxy_graph_asset()
+    defs_assets = [raw, stt, graph_asset]
+    everything = mxd.select_metaxy_assets().resolve(defs_assets)
+    assert {RAW_KEY, STT} <= everything
+    assert mxd.select_metaxy_assets(features.Video).resolve(defs_assets) == {RAW_KEY}
+    assert mxd.select_metaxy_assets(features.Video, downstream=True).resolve(defs_assets) == {RAW_KEY, STT}
+
+
+RAW_KEY = dg.AssetKey(["video", "raw"])
