@@ -18,9 +18,10 @@ for what happens to the rows.
 """
 
 import inspect
+import typing
 import warnings
 import weakref
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -94,24 +95,57 @@ def _call_samples(provider: SamplesProvider, feature: type[BaseFeature]) -> Any:
     return samples
 
 
+def _is_resource_annotation(annotation: Any) -> bool:
+    """A parameter annotated the way Dagster injects resources: a resource class or ResourceParam[...]."""
+    if annotation is inspect.Parameter.empty:
+        return False
+    if isinstance(annotation, type) and issubclass(
+        annotation, dg.ConfigurableResource | dg.ConfigurableIOManager
+    ):
+        return True
+    extras = getattr(annotation, "__metadata__", ())  # ResourceParam[T] is Annotated[T, "resource_param"]
+    return "resource_param" in extras
+
+
 def _body_params(
-    feature: type[BaseFeature], fn: AssetBody, *, has_increment: bool
-) -> tuple[bool, bool, list[str]]:
-    """(wants context, wants increment, resource keys) from the body's signature."""
+    feature: type[BaseFeature], fn: AssetBody, *, has_increment: bool, inputs: Collection[str] = ()
+) -> tuple[bool, bool, list[str], list[str]]:
+    """(wants context, wants increment, resource keys, input names) from the body's signature.
+
+    Parameters are matched the Dagster way: ``context``, ``increment``, names of ``ins=`` (loaded
+    inputs), and resources annotated with their class (``store: MyResource``) or ``ResourceParam``.
+    """
     wants_context = wants_increment = False
     resources: list[str] = []
+    wanted_inputs: list[str] = []
+    where = f"{fn.__name__} (feature '{feature.spec.key}')"
+    try:  # resolves string annotations (a module with `from __future__ import annotations`)
+        hints = typing.get_type_hints(fn, include_extras=True)
+    except Exception:
+        hints = {}
     for name, param in inspect.signature(fn).parameters.items():
         if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
             raise MetaxyDefinitionError(
-                f"{fn.__name__} (feature '{feature.spec.key}'): *args/**kwargs are not supported; name the "
-                "parameters (context, increment, or resource keys)."
+                f"{where}: *args/**kwargs are not supported; name the parameters (context, increment, inputs "
+                "from ins=, or resources annotated with their class)."
             )
         if name == "context":
             wants_context = True
         elif name == "increment":
             wants_increment = True
-        else:
+        elif name in inputs:
+            wanted_inputs.append(name)
+        elif _is_resource_annotation(hints.get(name, param.annotation)):
             resources.append(name)
+        else:
+            raise MetaxyDefinitionError(
+                f"{where}: parameter '{name}' is not context, increment, an input from ins= ({sorted(inputs) or 'none'}) "
+                f"or a resource. Annotate a resource with its class ({name}: MyResource, a ConfigurableResource) "
+                f"or dg.ResourceParam[...], or add ins={{'{name}': dg.AssetIn(...)}} for an upstream asset's value."
+            )
+    missing = [n for n in inputs if n not in wanted_inputs]
+    if missing:
+        raise MetaxyDefinitionError(f"{where}: ins= names {missing}, but the body has no such parameter(s).")
     if wants_increment and not has_increment:
         raise MetaxyDefinitionError(
             f"{fn.__name__}: '{feature.spec.key}' is a root feature without a samples provider, so there is no "
@@ -119,7 +153,7 @@ def _body_params(
             "columns + 'metaxy_provenance_by_field' with e.g. content hashes), or pass samples=<callable> to "
             "metaxy_asset so the increment is resolved first."
         )
-    return wants_context, wants_increment, resources
+    return wants_context, wants_increment, resources, wanted_inputs
 
 
 def _unwrap(result: Any) -> tuple[Any, dg.DataVersion | None, dict[str, Any], list[dg.AssetCheckResult]]:
@@ -219,10 +253,13 @@ def _build_asset(
             "(Only a root feature with a samples provider can do without one: its samples are written as given.)"
         )
     has_increment = not is_root or samples is not None
-    wants_context, wants_increment, resource_keys = (
-        _body_params(feature, fn, has_increment=has_increment) if fn is not None else (False, False, [])
-    )
     options = dict(asset_kwargs)
+    ins: dict[str, dg.AssetIn] = dict(options.pop("ins", None) or {})
+    wants_context, wants_increment, resource_keys, _ = (
+        _body_params(feature, fn, has_increment=has_increment, inputs=ins)
+        if fn is not None
+        else (False, False, [], [])
+    )
     unknown = sorted(
         k
         for k in options
@@ -232,13 +269,15 @@ def _build_asset(
         raise MetaxyDefinitionError(
             f"metaxy asset for '{feature.spec.key}': unsupported option(s) {unknown}. The asset key comes from the "
             "translator (use key_prefix= or a MetaxyTranslator subclass); supported dg.asset options: "
-            f"{', '.join(sorted((*_SPEC_MERGED, *_SPEC_REPLACED, *_OP_OPTIONS, 'key_prefix', 'check_specs')))}."
+            f"{', '.join(sorted((*_SPEC_MERGED, *_SPEC_REPLACED, *_OP_OPTIONS, 'key_prefix', 'check_specs', 'ins')))}."
         )
     check_partition_by(feature, options.get("partitions_def"), partition_by)
     spec = translator.get_asset_spec(feature)
     if fn is not None and fn.__doc__ and spec.description == f"Metaxy feature `{feature.spec.key}`.":
         spec = spec.replace_attributes(description=inspect.cleandoc(fn.__doc__))
     spec = _asset_spec(spec, options, feature, io_manager_key)
+    if ins:  # each input is a dependency of the asset too (Dagster needs both)
+        spec = spec.merge_attributes(deps=[a.key or dg.AssetKey(name) for name, a in ins.items()])
     asset_key = spec.key
     user_checks = [*translator.get_check_specs(feature, asset_key), *(options.pop("check_specs", None) or [])]
     # A root without a samples provider has no expected sample set before its body runs: nothing to check.
@@ -252,13 +291,16 @@ def _build_asset(
     register_feature(feature)
     op_name = options.pop("name", None) or asset_key.to_python_identifier()
 
-    def materialize(context: dg.AssetExecutionContext, io: MetaxyIOManager) -> Iterator[Any]:
+    def materialize(
+        context: dg.AssetExecutionContext, io: MetaxyIOManager, loaded: Mapping[str, Any]
+    ) -> Iterator[Any]:
         previous = previous_materialization_metadata(context.instance, asset_key)
         run_id = context.run_id
 
         def call_body(increment: MetaxyIncrement | None) -> Any:
             assert fn is not None
             kwargs: dict[str, Any] = {name: getattr(context.resources, name) for name in resource_keys}
+            kwargs.update(loaded)
             if wants_context:
                 kwargs["context"] = context
             if wants_increment:
@@ -312,7 +354,7 @@ def _build_asset(
             if dg.AssetCheckKey(asset_key, result.check_name) in selected:
                 yield result
 
-    def compute(context: dg.AssetExecutionContext) -> Iterator[Any]:
+    def compute(context: dg.AssetExecutionContext, **loaded: Any) -> Iterator[Any]:
         io: MetaxyIOManager = getattr(context.resources, io_manager_key)
         if not isinstance(io, MetaxyIOManager):
             raise MetaxyDefinitionError(
@@ -321,7 +363,7 @@ def _build_asset(
             )
         selected = context.selected_asset_check_keys
         if asset_key in context.selected_asset_keys:
-            yield from materialize(context, io)
+            yield from materialize(context, io, loaded)
         else:
             unanswered = [c.name for c in user_checks if dg.AssetCheckKey(asset_key, c.name) in selected]
             if unanswered:
@@ -343,6 +385,7 @@ def _build_asset(
         specs=[spec],
         check_specs=[*builtin_check_specs(asset_key, builtin), *user_checks],
         can_subset=True,
+        ins=ins or None,
         required_resource_keys={io_manager_key, *resource_keys},
         **{k: options.pop(k) for k in _OP_OPTIONS if k in options},
     )(compute)

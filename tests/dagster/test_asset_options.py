@@ -152,3 +152,42 @@ def test_translator_hooks_and_feature_tag(
 
 
 RAW_KEY = dg.AssetKey(["video", "raw"])
+
+
+class ModelWeights(dg.ConfigurableResource):
+    name: str = "tiny"
+
+
+def test_ins_and_annotated_resources_reach_the_body(
+    features: Features, samples: Samples, instance: dg.DagsterInstance, res: dict[str, Any]
+) -> None:
+    raw, *_ = build_assets(features, samples)
+    seen: dict[str, Any] = {}
+
+    @dg.asset
+    def vocabulary() -> list[str]:
+        return ["hello", "world"]
+
+    @mxd.metaxy_asset(features.Transcript, ins={"vocab": dg.AssetIn("vocabulary")})
+    def stt(increment: mxd.MetaxyIncrement, vocab: list[str], weights: ModelWeights) -> pl.DataFrame:
+        seen.update(vocab=vocab, weights=weights.name)
+        return increment.to_process().select("video_id", pl.lit(vocab[0]).alias("text"))
+
+    assert dg.AssetKey("vocabulary") in stt.asset_deps[STT]
+    result = dg.materialize(
+        [raw, vocabulary, stt], instance=instance, resources={**res, "weights": ModelWeights(name="big")}
+    )
+    assert result.success
+    assert seen == {"vocab": ["hello", "world"], "weights": "big"}
+
+
+def test_unannotated_unknown_parameters_are_explained(features: Features) -> None:
+    def body(increment: mxd.MetaxyIncrement, weights) -> None:  # type: ignore[no-untyped-def]
+        return None
+
+    with pytest.raises(
+        mxd.MetaxyDefinitionError, match=r"parameter 'weights' is not context.*Annotate a resource"
+    ):
+        mxd.metaxy_asset(features.Transcript)(body)
+    with pytest.raises(mxd.MetaxyDefinitionError, match=r"ins= names \['vocab'\]"):
+        mxd.metaxy_asset(features.Transcript, ins={"vocab": dg.AssetIn("vocabulary")})(lambda increment: None)
