@@ -78,14 +78,7 @@ class FeatureGraph:
                     "graph with `with mx.FeatureGraph().use(): ...`)."
                 )
         self._validate(cls)
-        table = spec.key.table_name.lower()
-        for other_key, other in self.features_by_key.items():
-            if other_key != spec.key and other_key.table_name.lower() == table:
-                raise FeatureDefinitionError(
-                    f"Feature key '{spec.key}' ({cls.__name__}) differs from '{other_key}' ({other.__name__}) only "
-                    "in letter case; SQL engines fold table names to one case, so both would share a table. "
-                    "Pick keys that differ in more than case."
-                )
+        self._check_table_name(cls)
         self.features_by_key[spec.key] = cls
         self._cache.clear()
         try:
@@ -96,6 +89,30 @@ class FeatureGraph:
             else:
                 self.features_by_key[spec.key] = existing
             raise
+
+    def _check_table_name(self, cls: "type[BaseFeature]") -> None:
+        """Two keys must never share a stored table.
+
+        A table name joins the key's parts with ``__`` and SQL engines fold identifier case, so
+        ``a_/b`` and ``a/_b`` (both ``a___b``) or ``docs/Page`` and ``docs/page`` would read and
+        overwrite each other's rows.
+        """
+        key = cls.spec.key
+        table = key.table_name
+        for other_key, other in self.features_by_key.items():
+            if other_key == key or other_key.table_name.lower() != table.lower():
+                continue
+            if other_key.table_name == table:
+                reason = f"both are stored in table '{table}' (parts are joined with '__')"
+            else:
+                reason = (
+                    f"their tables '{table}' and '{other_key.table_name}' differ only in letter case, and SQL "
+                    "engines fold table names to one case"
+                )
+            raise FeatureDefinitionError(
+                f"Feature key '{key}' ({cls.__name__}) collides with '{other_key}' ({other.__name__}) as table "
+                f"names: {reason}. Rename one of the keys so their table names differ."
+            )
 
     def _validate(self, cls: "type[BaseFeature]") -> None:
         spec = cls.spec
@@ -124,6 +141,14 @@ class FeatureGraph:
                     f"this one (or fix the key). Known features: {known}."
                 )
         self._validate_columns(cls)
+        folded: dict[str, FieldKey] = {}
+        for f in spec.fields:
+            other_field = folded.setdefault(str(f.key).lower(), f.key)
+            if other_field != f.key:
+                raise FeatureDefinitionError(
+                    f"{name}: field keys '{other_field}' and '{f.key}' differ only in letter case; SQL engines fold "
+                    "column and struct field names to one case, so they would share a column. Rename one."
+                )
         for f in spec.fields:
             if f.deps is None or f.deps is ALL:
                 continue

@@ -127,6 +127,6 @@ def delete(
                 )
                 out.print(f"{key}: would {mode}-delete {count} sample(s).")
             else:
-                count = store.delete(cls, where, soft=not hard)
+                count = store.delete(cls, where, soft=not hard, all_rows=all_rows)
                 out.print(f"{key}: {mode}-deleted {count} sample(s).")
             advance(str(key))
