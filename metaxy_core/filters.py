@@ -151,7 +151,10 @@ _LITERAL_ARG = {
 
 
 def _hint(columns: Sequence[str]) -> str:
-    shown = ", ".join(columns[:40]) + (", ..." if len(columns) > 40 else "")
+    user = [c for c in columns if not c.startswith("metaxy_")]
+    shown = ", ".join(user[:40]) + (", ..." if len(user) > 40 else "")
+    if len(user) < len(columns):
+        shown += (", " if user else "") + "the metaxy_* system columns"
     return (
         f"Filters are expressions over the feature's columns ({shown}), e.g. \"split = 'train' AND "
         'frames > 10"; see the Filters section of the documentation for what is accepted.'
@@ -197,6 +200,10 @@ class _Checker:
         allowed = _ALLOWED.get(type(node))
         if allowed is None:
             raise self.fail(self._describe(node))
+        if node.args.get("negate") and isinstance(node, exp.Like | exp.ILike | exp.Is):  # x NOT LIKE y
+            positive = node.copy()
+            positive.set("negate", None)
+            return exp.Not(this=self.check(positive))
         for arg, value in node.args.items():
             if arg not in allowed and value not in (None, False, []):
                 raise self.fail(f"'{_snippet(node)}' uses {arg.upper()}, which filters do not support")

@@ -117,7 +117,14 @@ class FeatureGraph:
     def _validate(self, cls: "type[BaseFeature]") -> None:
         spec = cls.spec
         name = f"Feature '{spec.key}' ({cls.__name__})"
+        folded_columns: dict[str, str] = {}
         for column in cls.model_fields:
+            other_column = folded_columns.setdefault(column.lower(), column)
+            if other_column != column:
+                raise FeatureDefinitionError(
+                    f"{name} declares columns '{other_column}' and '{column}', which differ only in letter case; "
+                    "SQL engines treat them as one column. Rename one."
+                )
             if column.startswith(SYSTEM_COLUMN_PREFIX):
                 raise FeatureDefinitionError(
                     f"{name} declares column '{column}', but the '{SYSTEM_COLUMN_PREFIX}' prefix is reserved "

@@ -41,6 +41,24 @@ Filters = Any
 
 def to_polars(frame: Any, what: str) -> pl.DataFrame:
     """Any narwhals-compatible frame (polars, pandas, pyarrow, DuckDB relation, ...) as eager polars."""
+    converted = _to_polars(frame, what)
+    _check_column_case(converted.columns, what)
+    return converted
+
+
+def _check_column_case(columns: Sequence[str], what: str) -> None:
+    """SQL engines fold column names to one case: ``Path`` and ``path`` would be one column there."""
+    seen: dict[str, str] = {}
+    for column in columns:
+        other = seen.setdefault(column.lower(), column)
+        if other != column:
+            raise MetadataValidationError(
+                f"{what}: columns '{other}' and '{column}' differ only in letter case; SQL engines treat them as "
+                "one column. Rename or drop one of them."
+            )
+
+
+def _to_polars(frame: Any, what: str) -> pl.DataFrame:
     if isinstance(frame, pl.DataFrame):
         return frame
     if isinstance(frame, pl.LazyFrame):
