@@ -122,7 +122,7 @@ class FeatureGraph:
             other_column = folded_columns.setdefault(column.lower(), column)
             if other_column != column:
                 raise FeatureDefinitionError(
-                    f"{name} declares columns '{other_column}' and '{column}', which differ only in letter case; "
+                    f"{name} declares columns '{other_column}' and '{column}' that differ only in letter case; "
                     "SQL engines treat them as one column. Rename one."
                 )
             if column.startswith(SYSTEM_COLUMN_PREFIX):
