@@ -51,6 +51,11 @@ STRING_FILTERS: dict[str, tuple[str, str]] = {
     "column-case": ("Split = 'val'", "d"),
     "quoted": ('"n_frames" >= 25', "bd"),
     "string-escape": ("tag = 'it''s' OR tag = 'dog'", "c"),
+    "is-true": ("(n_frames > 5) IS TRUE", "abde"),
+    "if": ("if(n_frames > 5, true, false)", "abde"),
+    "contains": ("contains(tag, '%')", "d"),
+    "regexp": ("regexp_matches(tag, '^c')", "ad"),
+    "null-safe-eq": ("tag IS NOT DISTINCT FROM NULL", "be"),
 }
 
 NARWHALS_FILTERS: dict[str, tuple[Any, str]] = {
@@ -108,3 +113,13 @@ def test_ambiguous_column_case_is_an_error() -> None:
         )
     with pytest.raises(mx.FilterError, match=r"'PATH' is ambiguous.*\['Path', 'path'\]"):
         compile_filters(["PATH = 'x'"], dialect="duckdb", schema={"Path": pl.String(), "path": pl.String()})
+
+
+def test_system_columns_and_timestamps(store: mx.MetadataStore, stored_clip: type[mx.BaseFeature]) -> None:
+    """A timestamp column compared with a text literal reads the literal as a timestamp, on every store."""
+    for flt, expected in [
+        ("metaxy_created_at > '2000-01-01' AND metaxy_deleted_at IS NULL", "abcdef"),
+        ("metaxy_created_at < '2000-01-01 00:00:00'", ""),
+        ("CAST(metaxy_created_at AS DATE) >= CAST('2000-01-01' AS DATE) AND clip_id = 'a'", "a"),
+    ]:
+        assert "".join(sorted(store.read(stored_clip, filters=flt).to_polars()["clip_id"])) == expected, flt
