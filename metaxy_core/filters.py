@@ -681,7 +681,9 @@ def polars_filters(filters: Sequence[Any], schema: Mapping[str, pl.DataType]) ->
         except FilterError:
             raise
         except Exception as exc:
-            raise FilterError(f"Filter {f!r} cannot be evaluated: {polars_error_reason(exc)}.") from None
+            raise FilterError(
+                f"Filter {f!r} does not fit the column types: {polars_error_reason(exc)}"
+            ) from None
         if dtype not in (pl.Boolean, pl.Null):
             raise FilterError(f"Filter {f!r} is a value of type {dtype}, not a condition (true or false).")
         out.append(expr)

@@ -23,7 +23,7 @@ import narwhals as nw
 import polars as pl
 
 from metaxy_core import columns as C
-from metaxy_core.errors import MetadataValidationError, ResolveError, StoreError
+from metaxy_core.errors import FilterError, MetadataValidationError, ResolveError, StoreError
 from metaxy_core.feature import BaseFeature
 from metaxy_core.filters import compile_filters
 from metaxy_core.increment import Increment
@@ -205,7 +205,21 @@ class DuckDBMetadataStore(MetadataStore):
         schema = pl.from_arrow(self.connection.sql(f"SELECT * FROM ({source}) AS s LIMIT 0").to_arrow_table())
         assert isinstance(schema, pl.DataFrame)
         predicates = compile_filters(filters, dialect="duckdb", schema=schema.schema)
-        return f"SELECT * FROM ({source}) AS f WHERE " + " AND ".join(f"({p})" for p in predicates)
+
+        def where(preds: Sequence[str]) -> str:
+            return f"SELECT * FROM ({source}) AS f WHERE " + " AND ".join(f"({p})" for p in preds)
+
+        try:
+            self.connection.sql(where(predicates))  # binds only: type errors surface here, per filter
+        except duckdb.Error:
+            for f, p in zip(filters, predicates, strict=True):
+                try:
+                    self.connection.sql(where([p]))
+                except duckdb.Error as exc:
+                    reason = str(exc).split("\n")[0]
+                    raise FilterError(f"Filter {f!r} does not fit the column types: {reason}") from None
+            raise
+        return where(predicates)
 
     @staticmethod
     def _filled(source: str) -> str:

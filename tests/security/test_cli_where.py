@@ -1,7 +1,7 @@
 """``metaxy metadata delete --where`` goes through the same filter checks as the Python API."""
 
 from tests.cli.conftest import Project, run_pipeline
-from tests.cli.conftest import project as project  # noqa: F401 - the CLI project fixture
+from tests.cli.conftest import project as project
 
 
 def test_hostile_where_is_rejected_and_deletes_nothing(project: Project) -> None:
