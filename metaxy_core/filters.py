@@ -195,27 +195,46 @@ class _Checker:
             f"Filter {self.source!r}: unknown column '{name}'. Available columns: {', '.join(self.columns)}."
         )
 
-    def check(self, node: exp.Expression) -> exp.Expression:
-        """A checked copy of ``node`` with every column quoted under its exact stored name."""
+    def check(self, tree: exp.Expression) -> exp.Expression:
+        """``tree`` (freshly parsed, changed in place) checked, with every column quoted under its exact
+        stored name and ``x NOT LIKE y`` spelled ``NOT x LIKE y``. Walks iteratively, so long
+        ``AND`` chains cost linear time and no recursion."""
+        nodes = list(tree.walk())
+        for node in nodes:
+            self._check_node(node)
+        for node in nodes:
+            if isinstance(node, exp.Column):
+                resolved = exp.column(self.resolve(node.name), quoted=True)
+                tree = resolved if node is tree else tree
+                node.replace(resolved)
+        for node in nodes:
+            if node.args.get("negate") and isinstance(node, exp.Like | exp.ILike | exp.Is):
+                node.set("negate", None)
+                negated = exp.Not(this=node.copy())
+                tree = negated if node is tree else tree
+                node.replace(negated)
+        return tree
+
+    def _check_node(self, node: exp.Expression) -> None:
         allowed = _ALLOWED.get(type(node))
         if allowed is None:
             raise self.fail(self._describe(node))
-        if node.args.get("negate") and isinstance(node, exp.Like | exp.ILike | exp.Is):  # x NOT LIKE y
-            positive = node.copy()
-            positive.set("negate", None)
-            return exp.Not(this=self.check(positive))
         for arg, value in node.args.items():
-            if arg not in allowed and value not in (None, False, []):
+            if (
+                arg not in allowed
+                and value not in (None, False, [])
+                and not (arg == "negate" and value is True)
+            ):
                 raise self.fail(f"'{_snippet(node)}' uses {arg.upper()}, which filters do not support")
-        if isinstance(node, exp.Column):
-            if node.args.get("table") is not None:
-                raise self.fail(f"'{_snippet(node)}' is a qualified name; use plain column names")
-            return exp.column(self.resolve(node.name), quoted=True)
-        if isinstance(node, exp.DataType):
-            if node.this not in _CAST_TYPES or node.args.get("nested"):
-                kinds = "VARCHAR, TEXT, SMALLINT, INT, BIGINT, FLOAT, DOUBLE, BOOLEAN, DATE, TIMESTAMP, TIMESTAMPTZ"
-                raise self.fail(f"CAST to {_snippet(node)} is not supported (use one of {kinds})")
-            return node.copy()
+        if node.args.get("negate") and not isinstance(node, exp.Like | exp.ILike | exp.Is):
+            raise self.fail(f"'{_snippet(node)}' uses NEGATE, which filters do not support")
+        if isinstance(node, exp.Column) and node.args.get("table") is not None:
+            raise self.fail(f"'{_snippet(node)}' is a qualified name; use plain column names")
+        if isinstance(node, exp.DataType) and (node.this not in _CAST_TYPES or node.args.get("nested")):
+            kinds = (
+                "VARCHAR, TEXT, SMALLINT, INT, BIGINT, FLOAT, DOUBLE, BOOLEAN, DATE, TIMESTAMP, TIMESTAMPTZ"
+            )
+            raise self.fail(f"CAST to {_snippet(node)} is not supported (use one of {kinds})")
         literal_arg = _LITERAL_ARG.get(type(node))
         if literal_arg is not None:
             pattern = node.args.get(literal_arg)
@@ -234,13 +253,6 @@ class _Checker:
             isinstance(e, exp.Literal | exp.Null | exp.Boolean | exp.Neg) for e in node.expressions
         ):
             raise self.fail(f"'{_snippet(node)}': list values must be literals")
-        copy = node.copy()
-        for arg, value in node.args.items():
-            if isinstance(value, exp.Expression):
-                copy.set(arg, self.check(value))
-            elif isinstance(value, list):
-                copy.set(arg, [self.check(v) if isinstance(v, exp.Expression) else v for v in value])
-        return copy
 
     @staticmethod
     def _describe(node: exp.Expression) -> str:
@@ -489,11 +501,12 @@ class _PolarsTranslator:
     def _not(self, node: exp.Not) -> pl.Expr:
         return ~self(node.this)
 
+    # Long AND / OR chains are flattened: both follow SQL's three-valued logic, as & and | do.
     def _and(self, node: exp.And) -> pl.Expr:
-        return self(node.this) & self(node.expression)
+        return pl.all_horizontal([self(e) for e in node.flatten()])
 
     def _or(self, node: exp.Or) -> pl.Expr:
-        return self(node.this) | self(node.expression)
+        return pl.any_horizontal([self(e) for e in node.flatten()])
 
     def _eq(self, node: exp.EQ) -> pl.Expr:
         a, b = self.pair(node)

@@ -123,3 +123,11 @@ def test_system_columns_and_timestamps(store: mx.MetadataStore, stored_clip: typ
         ("CAST(metaxy_created_at AS DATE) >= CAST('2000-01-01' AS DATE) AND clip_id = 'a'", "a"),
     ]:
         assert "".join(sorted(store.read(stored_clip, filters=flt).to_polars()["clip_id"])) == expected, flt
+
+
+def test_long_condition_chains(store: mx.MetadataStore, stored_clip: type[mx.BaseFeature]) -> None:
+    """Generated filters with hundreds of terms work alike on every store (no recursion limits)."""
+    any_of = " OR ".join([*(f"clip_id = '{c}'" for c in "ab"), *["n_frames = -1"] * 600])
+    all_of = " AND ".join(["n_frames >= 0"] * 600 + ["split = 'test'"])
+    assert sorted(store.read(stored_clip, filters=any_of).to_polars()["clip_id"]) == ["a", "b"]
+    assert sorted(store.read(stored_clip, filters=all_of).to_polars()["clip_id"]) == ["c", "f"]
