@@ -347,13 +347,35 @@ def _narwhals_sql(expr: Any, schema: Mapping[str, pl.DataType]) -> exp.Expressio
             sql = nw.from_native(relation).filter(expr).to_native().sql_query()
         except Exception as exc:
             raise FilterError(
-                f"The narwhals filter {expr!r} cannot be applied: {str(exc).splitlines()[0]}. {_hint(columns)}"
+                f"The narwhals filter {expr!r} cannot be applied: {str(exc).splitlines()[0].rstrip('.')}. "
+                f"{_hint(columns)}"
             ) from None
     finally:
         cursor.close()
-    tree = sqlglot.parse_one(sql, read="duckdb")
+    try:
+        tree = sqlglot.parse_one(sql, read="duckdb")
+    except sqlglot.errors.SqlglotError as exc:
+        raise FilterError(
+            f"The narwhals filter {expr!r} cannot be translated for SQL stores ({str(exc).splitlines()[0]}); "
+            f"write it as a filter string. {_hint(columns)}"
+        ) from None
     where = tree.args.get("where") if isinstance(tree, exp.Select) else None
-    if where is None or tree.args.get("group") is not None or tree.args.get("qualify") is not None:
+    source = tree.args.get("from_") or tree.args.get("from")
+    # A row-wise filter is exactly ``SELECT * FROM <relation> WHERE ...``; window functions and
+    # aggregations make narwhals wrap the relation in a subquery.
+    plain = (
+        source is not None
+        and isinstance(source.this, exp.Table)
+        and len(tree.expressions) == 1
+        and isinstance(tree.expressions[0], exp.Star)
+        and not any(tree.expressions[0].args.values())
+    )
+    if (
+        where is None
+        or not plain
+        or tree.args.get("group") is not None
+        or tree.args.get("qualify") is not None
+    ):
         raise FilterError(
             f"The narwhals filter {expr!r} is not a row-wise condition (aggregations and window functions are not "
             f"supported). {_hint(columns)}"
@@ -365,7 +387,7 @@ def _as_tree(f: Any, schema: Mapping[str, pl.DataType]) -> exp.Expression:
     if isinstance(f, str):
         return _check_condition(parse_filter(f, list(schema)), f, schema)
     if isinstance(f, nw.Expr):
-        return _narwhals_sql(f, schema)
+        return _check_condition(_narwhals_sql(f, schema), repr(f), schema)
     raise FilterError(
         f"A filter must be a SQL expression string or a narwhals expression, got {type(f).__name__}: {f!r}."
     )
@@ -671,18 +693,17 @@ def polars_error_reason(exc: BaseException) -> str:
     return text.strip().splitlines()[0] if text.strip() else type(exc).__name__
 
 
-def polars_filters(filters: Sequence[Any], schema: Mapping[str, pl.DataType]) -> list[Any]:
-    """Filters as polars expressions (strings) or narwhals expressions (applied through narwhals).
+def polars_filters(filters: Sequence[Any], schema: Mapping[str, pl.DataType]) -> list[pl.Expr]:
+    """Filters as polars expressions, for the in-memory store.
 
-    Each string is checked like :func:`compile_filters` does, then translated; the result is
-    type-checked on an empty frame so a type mismatch fails here with a short message.
+    Each filter (string or narwhals expression) is checked exactly as :func:`compile_filters` does
+    and the checked expression is translated, so SQL semantics (NULLs, true division, LIKE) hold in
+    memory too. The result is type-checked on an empty frame, so a type mismatch fails here with a
+    short message instead of polars' query plan.
     """
     out: list[Any] = []
     empty = pl.LazyFrame(schema=dict(schema))
     for f in filters:
-        if isinstance(f, nw.Expr):
-            out.append(f)
-            continue
         if isinstance(f, pl.Expr):
             raise FilterError(
                 f"A polars expression {f!r} cannot be used as a filter: use nw.col(...) (narwhals) or a SQL string."

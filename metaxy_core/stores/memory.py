@@ -29,9 +29,9 @@ def _struct_fields(dtype: pl.DataType) -> tuple[str, ...]:
 
 
 def _apply_filters(frame: pl.LazyFrame, filters: Sequence[Any]) -> pl.LazyFrame:
-    # Strings are parsed and checked like on every SQL store, then translated to polars.
+    # Filters are parsed and checked like on every SQL store, then translated to polars.
     for f in polars_filters(filters, frame.collect_schema()):
-        frame = frame.filter(f) if isinstance(f, pl.Expr) else nw.from_native(frame).filter(f).to_native()
+        frame = frame.filter(f)
     return frame
 
 

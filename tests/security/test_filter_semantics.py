@@ -1,5 +1,6 @@
 """One filter, the same rows on every store: strings and narwhals expressions over each basic construct."""
 
+from datetime import UTC, datetime
 from typing import Any
 
 import narwhals as nw
@@ -121,6 +122,9 @@ def test_system_columns_and_timestamps(store: mx.MetadataStore, stored_clip: typ
         ("metaxy_created_at > '2000-01-01' AND metaxy_deleted_at IS NULL", "abcdef"),
         ("metaxy_created_at < '2000-01-01 00:00:00'", ""),
         ("CAST(metaxy_created_at AS DATE) >= CAST('2000-01-01' AS DATE) AND clip_id = 'a'", "a"),
+        (nw.col(C.CREATED_AT) > datetime(2000, 1, 1, tzinfo=UTC), "abcdef"),
+        (nw.col(C.CREATED_AT) < datetime(2000, 1, 1, tzinfo=UTC), ""),
+        (nw.col("tag").is_in(["dog", None]), "c"),
     ]:
         assert "".join(sorted(store.read(stored_clip, filters=flt).to_polars()["clip_id"])) == expected, flt
 
