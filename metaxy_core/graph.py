@@ -18,6 +18,8 @@ if TYPE_CHECKING:
     from metaxy_core.feature import BaseFeature
 
 SYSTEM_COLUMN_PREFIX = "metaxy_"
+MAX_TABLE_NAME = 63
+"""Longest identifier PostgreSQL keeps; longer table names are cut and could meet."""
 
 
 @dataclass(frozen=True, order=True)
@@ -93,21 +95,25 @@ class FeatureGraph:
     def _check_table_name(self, cls: "type[BaseFeature]") -> None:
         """Two keys must never share a stored table.
 
-        A table name joins the key's parts with ``__`` and SQL engines fold identifier case, so
-        ``a_/b`` and ``a/_b`` (both ``a___b``) or ``docs/Page`` and ``docs/page`` would read and
-        overwrite each other's rows.
+        Key parts cannot produce the same joined name (see :mod:`metaxy_core.keys`), but SQL engines
+        fold identifier case and PostgreSQL keeps only the first 63 characters, so ``docs/Page`` and
+        ``docs/page`` would read and overwrite each other's rows.
         """
         key = cls.spec.key
         table = key.table_name
         for other_key, other in self.features_by_key.items():
-            if other_key == key or other_key.table_name.lower() != table.lower():
+            other_table = other_key.table_name
+            if other_key == key or other_table.lower()[:MAX_TABLE_NAME] != table.lower()[:MAX_TABLE_NAME]:
                 continue
-            if other_key.table_name == table:
-                reason = f"both are stored in table '{table}' (parts are joined with '__')"
+            if other_table.lower() == table.lower():
+                reason = (
+                    f"their tables '{table}' and '{other_table}' differ only in letter case, and SQL engines fold "
+                    "table names to one case"
+                )
             else:
                 reason = (
-                    f"their tables '{table}' and '{other_key.table_name}' differ only in letter case, and SQL "
-                    "engines fold table names to one case"
+                    f"their tables '{table}' and '{other_table}' share the first {MAX_TABLE_NAME} characters, all "
+                    "that PostgreSQL keeps of a table name"
                 )
             raise FeatureDefinitionError(
                 f"Feature key '{key}' ({cls.__name__}) collides with '{other_key}' ({other.__name__}) as table "
