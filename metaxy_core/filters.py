@@ -521,14 +521,15 @@ class _PolarsTranslator:
         return -self(node.this)
 
     def _not(self, node: exp.Not) -> pl.Expr:
-        return ~self(node.this)
+        return ~self(node.this).cast(pl.Boolean)
 
     # Long AND / OR chains are flattened: both follow SQL's three-valued logic, as & and | do.
+    # Operands are cast like DuckDB does in a boolean context (NULL and numbers become booleans).
     def _and(self, node: exp.And) -> pl.Expr:
-        return pl.all_horizontal([self(e) for e in node.flatten()])
+        return pl.all_horizontal([self(e).cast(pl.Boolean) for e in node.flatten()])
 
     def _or(self, node: exp.Or) -> pl.Expr:
-        return pl.any_horizontal([self(e) for e in node.flatten()])
+        return pl.any_horizontal([self(e).cast(pl.Boolean) for e in node.flatten()])
 
     def _eq(self, node: exp.EQ) -> pl.Expr:
         a, b = self.pair(node)
@@ -642,7 +643,7 @@ class _PolarsTranslator:
         return self(node.this).str.to_uppercase()
 
     def _length(self, node: exp.Length) -> pl.Expr:
-        return self(node.this).str.len_chars()
+        return self(node.this).str.len_chars().cast(pl.Int64)  # SQL lengths are signed
 
     def _trim(self, node: exp.Trim) -> pl.Expr:
         return self(node.this).str.strip_chars(" ")
@@ -720,5 +721,5 @@ def polars_filters(filters: Sequence[Any], schema: Mapping[str, pl.DataType]) ->
             ) from None
         if dtype not in (pl.Boolean, pl.Null):
             raise FilterError(f"Filter {f!r} is a value of type {dtype}, not a condition (true or false).")
-        out.append(expr)
+        out.append(expr.cast(pl.Boolean))  # a NULL condition keeps no row, as in SQL
     return out
