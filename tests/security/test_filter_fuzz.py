@@ -147,9 +147,26 @@ _int_term = st.recursive(
     ),
     max_leaves=4,
 )
-_num_term = st.one_of(_int_term, st.just("score"), _floats, st.just("abs(score)"))
+_num_term = st.one_of(
+    _int_term,
+    st.just("score"),
+    _floats,
+    st.just("abs(score)"),
+    st.just("round(score)"),
+    st.tuples(_int_term, _int_term).map(lambda t: f"({t[0]} / {t[1]})"),
+    st.just("CAST(n_frames AS DOUBLE)"),
+    st.just("CASE WHEN ok THEN n_frames ELSE -1 END"),
+)
 _str_term = st.one_of(
-    st.just("tag"), _strings, st.just("lower(tag)"), st.just("upper(tag)"), st.just("coalesce(tag, 'none')")
+    st.just("tag"),
+    _strings,
+    st.just("lower(tag)"),
+    st.just("upper(tag)"),
+    st.just("coalesce(tag, 'none')"),
+    st.just("trim(tag)"),
+    st.just("substring(tag, 2, 2)"),
+    st.just("tag || 'x'"),
+    st.just("CAST(n_frames AS VARCHAR)"),
 )
 _cmp = st.sampled_from(["=", "<>", "<", "<=", ">", ">="])
 _atom = st.one_of(
@@ -163,7 +180,11 @@ _atom = st.one_of(
     st.tuples(
         st.sampled_from(["tag", "n_frames", "score", "ok"]), st.sampled_from(["IS NULL", "IS NOT NULL"])
     ).map(" ".join),
-    st.sampled_from(["ok", "NOT ok", "ok IS TRUE", "TRUE", "FALSE", "NULL"]),
+    st.sampled_from(["ok", "NOT ok", "ok IS TRUE", "TRUE", "FALSE", "NULL", "if(ok, n_frames > 1, NULL)"]),
+    st.tuples(_str_term, st.sampled_from(["starts_with", "ends_with", "contains"]), _strings).map(
+        lambda t: f"{t[1]}({t[0]}, {t[2]})"
+    ),
+    st.tuples(_str_term, _str_term).map(lambda t: f"{t[0]} IS NOT DISTINCT FROM {t[1]}"),
 )
 condition = st.recursive(
     _atom,
