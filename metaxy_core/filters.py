@@ -478,6 +478,17 @@ class _PolarsTranslator:
             return self.schema.get(node.name)
         if isinstance(node, exp.Cast):
             return _CAST_TYPES[node.to.this]
+        if isinstance(node, exp.Div):
+            return pl.Float64()
+        if isinstance(node, exp.Add | exp.Sub | exp.Mul):
+            sides = [self.dtype_of(node.this), self.dtype_of(node.expression)]
+            if any(t is not None and t.is_float() for t in sides):
+                return pl.Float64()
+            return pl.Int64() if all(t is not None and t.is_integer() for t in sides) else None
+        if isinstance(node, exp.Neg | exp.Abs | exp.Round):
+            return self.dtype_of(node.this)
+        if isinstance(node, exp.Literal) and not node.is_string:
+            return pl.Int64() if isinstance(_literal_value(node), int) else pl.Float64()
         return None
 
     def coerce(self, node: exp.Expression, target: pl.DataType | None) -> pl.Expr:
@@ -634,6 +645,10 @@ class _PolarsTranslator:
         inner = node.this.unnest()
         if isinstance(inner, exp.Literal) and inner.is_string:
             return self.coerce(inner, target)
+        source = self.dtype_of(inner)
+        if target.is_integer() and source is not None and source.is_float():
+            # DuckDB rounds a fractional number to the nearest integer, ties to even
+            return self(node.this).round(0, mode="half_to_even").cast(target)
         return self(node.this).cast(target)
 
     def _lower(self, node: exp.Lower) -> pl.Expr:

@@ -155,6 +155,8 @@ _num_term = st.one_of(
     st.just("round(score)"),
     st.tuples(_int_term, _int_term).map(lambda t: f"({t[0]} / {t[1]})"),
     st.just("CAST(n_frames AS DOUBLE)"),
+    st.just("CAST(score * 2.5 AS INT)"),
+    st.just("CAST(score AS BIGINT)"),
     st.just("CASE WHEN ok THEN n_frames ELSE -1 END"),
 )
 _str_term = st.one_of(
