@@ -427,11 +427,22 @@ def _sqlite(node: exp.Expression) -> exp.Expression:
     return node
 
 
+def _decimal_round(node: exp.Expression) -> exp.Expression:
+    """PostgreSQL and ClickHouse round floats half to even; on decimals they round half away from
+    zero like DuckDB, SQLite and polars, so the value is rounded as a decimal."""
+    if isinstance(node, exp.Round):
+        decimal = exp.DataType.build("DECIMAL(38, 10)")
+        return exp.Round(this=exp.Cast(this=node.this, to=decimal), decimals=node.args.get("decimals"))
+    return node
+
+
 def render(tree: exp.Expression, dialect: str) -> str:
     """A checked filter as SQL for ``dialect``."""
     tree = tree.transform(_portable)
     if dialect == "sqlite":
         tree = tree.transform(_sqlite)
+    if dialect in ("postgres", "clickhouse"):
+        tree = tree.transform(_decimal_round)
     return tree.sql(dialect=dialect)
 
 

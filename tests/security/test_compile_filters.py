@@ -84,3 +84,32 @@ def test_sqlite_rendering_selects_the_same_rows(sqlite_clips: sqlite3.Connection
         r[0] for r in sqlite_clips.execute(f"SELECT clip_id FROM clip WHERE ({predicate}) ORDER BY clip_id")
     ]
     assert "".join(ids) == expected, predicate
+
+
+def _clickhouse_literal(value: object) -> str:
+    if value is None:
+        return "NULL"
+    if isinstance(value, str):
+        return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+    return repr(value)
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_clickhouse_rendering_selects_the_same_rows(case: str) -> None:
+    """The ClickHouse rendering run by ClickHouse's own engine (chDB, in process) on the same rows."""
+    chdb = pytest.importorskip("chdb")
+    values = ", ".join(
+        "(" + ", ".join(_clickhouse_literal(v) for v in row) + ")"
+        for row in clip_rows().select(list(SCHEMA)).rows()
+    )
+    source = (
+        "values('clip_id String, split String, n_frames Int64, score Float64, tag Nullable(String)', "
+        + values
+        + ")"
+    )
+    flt, expected = CASES[case]
+    (predicate,) = compile_filters([flt], dialect="clickhouse", schema=SCHEMA)
+    out = (
+        chdb.query(f"SELECT clip_id FROM {source} WHERE {predicate} ORDER BY clip_id", "CSV").bytes().decode()
+    )
+    assert "".join(x.strip('"') for x in out.split()) == expected, predicate
