@@ -20,6 +20,7 @@ translates the same checked expression to polars with :func:`polars_filters`, so
 the same rows on every store.
 """
 
+import os
 import re
 import threading
 from collections.abc import Callable, Mapping, Sequence
@@ -323,7 +324,7 @@ def _check_condition(tree: exp.Expression, source: str, schema: Mapping[str, pl.
 
 # -- narwhals expressions -------------------------------------------------------------------------
 _lock = threading.Lock()
-_connection: Any = None
+_connection: tuple[int, Any] | None = None
 
 
 def _narwhals_sql(expr: Any, schema: Mapping[str, pl.DataType]) -> exp.Expression:
@@ -337,9 +338,10 @@ def _narwhals_sql(expr: Any, schema: Mapping[str, pl.DataType]) -> exp.Expressio
     global _connection
     columns = list(schema)
     with _lock:
-        if _connection is None:
-            _connection = duckdb.connect(":memory:")
-        cursor = _connection.cursor()
+        # one scratch connection per process (a connection must not cross a fork)
+        if _connection is None or _connection[0] != os.getpid():
+            _connection = (os.getpid(), duckdb.connect(":memory:"))
+        cursor = _connection[1].cursor()
     try:
         empty = pl.DataFrame(schema=dict(schema)).to_arrow()
         relation = cursor.from_arrow(empty)
