@@ -51,6 +51,7 @@ FUNCTIONS = (
     "contains",
     "regexp_matches",
     "coalesce",
+    "nullif",
     "abs",
     "round",
     "if",
@@ -118,6 +119,7 @@ _ALLOWED: dict[type[exp.Expression], set[str]] = {
     exp.Contains: _BINARY,
     exp.RegexpLike: _BINARY,
     exp.Coalesce: {"this", "expressions"},
+    exp.Nullif: _BINARY,
     exp.Abs: {"this"},
     exp.Round: {"this", "decimals"},
     exp.Array: {"expressions"},
@@ -419,10 +421,7 @@ def _sqlite(node: exp.Expression) -> exp.Expression:
     if isinstance(node, exp.Like):
         return exp.Glob(this=node.this, expression=exp.Literal.string(_like_to_glob(node.expression.this)))
     if isinstance(node, exp.StartsWith | exp.EndsWith):
-        prefix = node.expression.this
-        if not prefix:
-            return exp.Not(this=exp.Is(this=node.this, expression=exp.Null()))
-        n = len(prefix)
+        n = len(node.expression.this)  # n = 0 still gives NULL for a NULL value, as starts_with does
         start = exp.Literal.number(1) if isinstance(node, exp.StartsWith) else exp.Literal.number(-n)
         part = exp.Substring(this=node.this, start=start, length=exp.Literal.number(n))
         return exp.EQ(this=part, expression=node.expression)
@@ -438,11 +437,21 @@ def _decimal_round(node: exp.Expression) -> exp.Expression:
     return node
 
 
+def _postgres(node: exp.Expression) -> exp.Expression:
+    """PostgreSQL has starts_with but no ends_with: compare the right end instead."""
+    if isinstance(node, exp.EndsWith):
+        right = exp.Right(this=node.this, expression=exp.Literal.number(len(node.expression.this)))
+        return exp.EQ(this=right, expression=node.expression)
+    return node
+
+
 def render(tree: exp.Expression, dialect: str) -> str:
     """A checked filter as SQL for ``dialect``."""
     tree = tree.transform(_portable)
     if dialect == "sqlite":
         tree = tree.transform(_sqlite)
+    if dialect == "postgres":
+        tree = tree.transform(_postgres)
     if dialect in ("postgres", "clickhouse"):
         tree = tree.transform(_decimal_round)
     return tree.sql(dialect=dialect)
@@ -698,6 +707,10 @@ class _PolarsTranslator:
 
     def _coalesce(self, node: exp.Coalesce) -> pl.Expr:
         return pl.coalesce([self(node.this), *(self(e) for e in node.expressions)])
+
+    def _nullif(self, node: exp.Nullif) -> pl.Expr:
+        value, other = self.pair(node)
+        return pl.when(value == other).then(None).otherwise(value)
 
     def _abs(self, node: exp.Abs) -> pl.Expr:
         return self(node.this).abs()

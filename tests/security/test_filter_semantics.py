@@ -57,6 +57,7 @@ STRING_FILTERS: dict[str, tuple[str, str]] = {
     "contains": ("contains(tag, '%')", "d"),
     "regexp": ("regexp_matches(tag, '^c')", "ad"),
     "null-safe-eq": ("tag IS NOT DISTINCT FROM NULL", "be"),
+    "nullif-division": ("score / nullif(n_frames, 0) > 0 OR n_frames / nullif(n_frames, 0) IS NULL", "abdf"),
 }
 
 NARWHALS_FILTERS: dict[str, tuple[Any, str]] = {
