@@ -11,6 +11,7 @@ from metaxy_core.diff import diff_graphs as diff_graphs
 from metaxy_core.errors import ConfigError as ConfigError
 from metaxy_core.errors import FeatureDefinitionError as FeatureDefinitionError
 from metaxy_core.errors import FeatureNotFoundError as FeatureNotFoundError
+from metaxy_core.errors import FilterError as FilterError
 from metaxy_core.errors import InvalidKeyError as InvalidKeyError
 from metaxy_core.errors import MetadataValidationError as MetadataValidationError
 from metaxy_core.errors import MetaxyError as MetaxyError

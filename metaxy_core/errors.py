@@ -28,6 +28,10 @@ class MetadataValidationError(MetaxyError, ValueError):
     """A frame handed to the store does not match the feature (missing id, bad type, ...)."""
 
 
+class FilterError(MetaxyError, ValueError):
+    """A filter is not a valid expression over the feature's columns (or uses a rejected construct)."""
+
+
 class ResolveError(MetaxyError, ValueError):
     """An increment cannot be resolved (e.g. a root feature without ``samples``)."""
 

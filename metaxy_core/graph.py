@@ -18,6 +18,8 @@ if TYPE_CHECKING:
     from metaxy_core.feature import BaseFeature
 
 SYSTEM_COLUMN_PREFIX = "metaxy_"
+MAX_TABLE_NAME = 63
+"""Longest identifier PostgreSQL keeps; longer table names are cut and could meet."""
 
 
 @dataclass(frozen=True, order=True)
@@ -78,14 +80,7 @@ class FeatureGraph:
                     "graph with `with mx.FeatureGraph().use(): ...`)."
                 )
         self._validate(cls)
-        table = spec.key.table_name.lower()
-        for other_key, other in self.features_by_key.items():
-            if other_key != spec.key and other_key.table_name.lower() == table:
-                raise FeatureDefinitionError(
-                    f"Feature key '{spec.key}' ({cls.__name__}) differs from '{other_key}' ({other.__name__}) only "
-                    "in letter case; SQL engines fold table names to one case, so both would share a table. "
-                    "Pick keys that differ in more than case."
-                )
+        self._check_table_name(cls)
         self.features_by_key[spec.key] = cls
         self._cache.clear()
         try:
@@ -97,10 +92,45 @@ class FeatureGraph:
                 self.features_by_key[spec.key] = existing
             raise
 
+    def _check_table_name(self, cls: "type[BaseFeature]") -> None:
+        """Two keys must never share a stored table.
+
+        Key parts cannot produce the same joined name (see :mod:`metaxy_core.keys`), but SQL engines
+        fold identifier case and PostgreSQL keeps only the first 63 characters, so ``docs/Page`` and
+        ``docs/page`` would read and overwrite each other's rows.
+        """
+        key = cls.spec.key
+        table = key.table_name
+        for other_key, other in self.features_by_key.items():
+            other_table = other_key.table_name
+            if other_key == key or other_table.lower()[:MAX_TABLE_NAME] != table.lower()[:MAX_TABLE_NAME]:
+                continue
+            if other_table.lower() == table.lower():
+                reason = (
+                    f"their tables '{table}' and '{other_table}' differ only in letter case, and SQL engines fold "
+                    "table names to one case"
+                )
+            else:
+                reason = (
+                    f"their tables '{table}' and '{other_table}' share the first {MAX_TABLE_NAME} characters, all "
+                    "that PostgreSQL keeps of a table name"
+                )
+            raise FeatureDefinitionError(
+                f"Feature key '{key}' ({cls.__name__}) collides with '{other_key}' ({other.__name__}) as table "
+                f"names: {reason}. Rename one of the keys so their table names differ."
+            )
+
     def _validate(self, cls: "type[BaseFeature]") -> None:
         spec = cls.spec
         name = f"Feature '{spec.key}' ({cls.__name__})"
+        folded_columns: dict[str, str] = {}
         for column in cls.model_fields:
+            other_column = folded_columns.setdefault(column.lower(), column)
+            if other_column != column:
+                raise FeatureDefinitionError(
+                    f"{name} declares columns '{other_column}' and '{column}' that differ only in letter case; "
+                    "SQL engines treat them as one column. Rename one."
+                )
             if column.startswith(SYSTEM_COLUMN_PREFIX):
                 raise FeatureDefinitionError(
                     f"{name} declares column '{column}', but the '{SYSTEM_COLUMN_PREFIX}' prefix is reserved "
@@ -124,6 +154,14 @@ class FeatureGraph:
                     f"this one (or fix the key). Known features: {known}."
                 )
         self._validate_columns(cls)
+        folded: dict[str, FieldKey] = {}
+        for f in spec.fields:
+            other_field = folded.setdefault(str(f.key).lower(), f.key)
+            if other_field != f.key:
+                raise FeatureDefinitionError(
+                    f"{name}: field keys '{other_field}' and '{f.key}' differ only in letter case; SQL engines fold "
+                    "column and struct field names to one case, so they would share a column. Rename one."
+                )
         for f in spec.fields:
             if f.deps is None or f.deps is ALL:
                 continue

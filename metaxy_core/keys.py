@@ -1,7 +1,8 @@
 """Feature and field keys.
 
 A key is a tuple of parts. Its string form joins the parts with ``/`` (``"video/raw"``); the table
-name joins them with ``__`` (``"video__raw"``), which is why a part may never contain ``__``.
+name joins them with ``__`` (``"video__raw"``), which is why a feature key part may never contain
+``__`` nor start or end with ``_``: every table name then splits back into exactly one key.
 
 >>> import metaxy_core as mx
 >>> mx.FeatureKey("video/raw") == mx.FeatureKey(["video", "raw"])
@@ -60,6 +61,13 @@ class _Key:
                 raise InvalidKeyError(
                     f"Invalid {cls.kind} part {part!r} in {key!r}: '__' is reserved as the table-name "
                     "separator; use a single '_' or split the part with '/'."
+                )
+            if cls.kind == "feature key" and (part.startswith("_") or part.endswith("_")):
+                # 'a_/b' and 'a/_b' would both be table 'a___b'; without edge underscores every table
+                # name splits back into exactly one key.
+                raise InvalidKeyError(
+                    f"Invalid {cls.kind} part {part!r} in {key!r}: a part may not start or end with '_', "
+                    "which would run into the '__' table-name separator; drop the underscore."
                 )
         return parts
 

@@ -6,6 +6,7 @@ everything that must be identical across engines: which upstream columns are car
 ``on`` columns for expansion), and for every target field the ordered parts of its canonical string.
 """
 
+import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -67,7 +68,7 @@ class DepPlan:
         return f"__metaxy_dv_{self.index}"
 
     def dv_column(self, field: str) -> str:
-        return f"__metaxy_dv_{self.index}_{_safe(field)}"
+        return helper_column(f"__metaxy_dv_{self.index}_", field)
 
 
 @dataclass(frozen=True)
@@ -97,13 +98,52 @@ class ResolvePlan:
         return seen
 
 
-def _safe(text: str) -> str:
-    return text.replace("/", "_").replace("-", "_")
+MAX_IDENTIFIER = 63
+"""PostgreSQL truncates longer identifiers, so helper column names stay within it."""
+
+
+def escape_key(text: str) -> str:
+    """An injective, lower-case spelling of a key for use inside an identifier.
+
+    Lower-case letters and digits stay; every other character becomes ``_`` plus its two hex digits
+    (``A`` -> ``_41``, ``-`` -> ``_2d``, ``_`` -> ``_5f``, ``/`` -> ``_2f``). Distinct keys never share a
+    spelling, even in engines that fold identifier case (DuckDB, PostgreSQL): ``a-b``, ``a_b`` and
+    ``A_b`` stay three columns.
+    """
+    out = []
+    for ch in text:
+        if ("a" <= ch <= "z") or ("0" <= ch <= "9"):
+            out.append(ch)
+        else:
+            out.append(f"_{ord(ch):02x}" if ord(ch) < 256 else f"_u{ord(ch):06x}")
+    return "".join(out)
+
+
+def helper_column(prefix: str, field: str) -> str:
+    """``prefix`` + the escaped field key, or + a digest when that would exceed the identifier limit.
+
+    An escaped key never contains ``_h`` (an escape is ``_`` plus hex digits), so digest names
+    cannot meet escaped ones.
+    """
+    name = prefix + escape_key(field)
+    if len(name) <= MAX_IDENTIFIER:
+        return name
+    return prefix + "_h" + hashlib.sha256(field.encode()).hexdigest()[: MAX_IDENTIFIER - len(prefix) - 2]
 
 
 def field_column(field: str) -> str:
     """Name of the flat helper column holding a field's provenance during resolution."""
-    return f"__metaxy_prov_{_safe(field)}"
+    return helper_column("__metaxy_prov_", field)
+
+
+def stored_field_column(field: str) -> str:
+    """Name of the helper column holding a field's stored provenance during comparison."""
+    return helper_column("__metaxy_s_", field)
+
+
+def stored_count_column(field: str) -> str:
+    """Name of the helper column counting a field's distinct stored provenances (expansion)."""
+    return helper_column("__metaxy_n_", field)
 
 
 def build_plan(
@@ -183,7 +223,7 @@ def build_plan(
                 raise ResolveError(
                     f"Feature '{key}': column '{out}' comes from both '{other}' and '{dep.feature}'. Keep one "
                     f"with FeatureDep(..., columns=[...]) or rename one with FeatureDep(..., rename={{'{back[out]}': "
-                    f"'{_safe(str(dep.feature))}_{back[out]}'}})."
+                    f"'{dep.feature.parts[-1]}_{back[out]}'}})."
                 )
             owners[out] = dep.feature
             carried.append((back[out], out))

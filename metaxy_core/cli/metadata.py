@@ -129,7 +129,7 @@ def delete(
     features
         Feature keys, e.g. video/raw.
     where
-        SQL WHERE condition selecting the samples, e.g. "video_id IN ('a', 'b')".
+        Filter selecting the samples: an expression over the feature's columns, e.g. "video_id IN ('a', 'b')".
     all_rows
         Delete every sample (required when --where is not given).
     hard
@@ -142,7 +142,7 @@ def delete(
     graph = CTX.graph()
     classes = [graph.get_feature(key) for key in features]
     if where is None and not all_rows:
-        raise CliExit(1, 'Say which samples to delete: --where "<SQL condition>", or --all for every sample.')
+        raise CliExit(1, 'Say which samples to delete: --where "<filter>", or --all for every sample.')
     if where is not None and all_rows:
         raise CliExit(1, "Give either --where or --all, not both.")
     store = CTX.store()
@@ -164,7 +164,7 @@ def delete(
                 )
                 out.print(f"{key}: would {mode}-delete {count} sample(s).")
             else:
-                count = store.delete(cls, where, soft=not hard)
+                count = store.delete(cls, where, soft=not hard, all_rows=all_rows)
                 out.print(f"{key}: {mode}-deleted {count} sample(s).")
             advance(str(key))
 

@@ -11,7 +11,15 @@ from dataclasses import dataclass
 
 from metaxy_core import columns as C
 from metaxy_core.errors import ResolveError
-from metaxy_core.lineage import DepPlan, FieldPlan, ResolvePlan, TableSchema, field_column
+from metaxy_core.lineage import (
+    DepPlan,
+    FieldPlan,
+    ResolvePlan,
+    TableSchema,
+    field_column,
+    stored_count_column,
+    stored_field_column,
+)
 from metaxy_core.provenance import check_hash_settings, full_length
 
 STATUS = "__metaxy_status"
@@ -186,8 +194,8 @@ def stored_sql(d: SqlDialect, plan: ResolvePlan, source: str, schema: TableSchem
         ]
         for fp in plan.fields:
             cols += [
-                f"{stored_field(fp.key)} AS {q('__metaxy_s_' + fp.key)}",
-                f"1 AS {q('__metaxy_n_' + fp.key)}",
+                f"{stored_field(fp.key)} AS {q(stored_field_column(fp.key))}",
+                f"1 AS {q(stored_count_column(fp.key))}",
             ]
         return f"SELECT {', '.join(cols)} FROM ({source}) AS t"
     # Expansion: one row per parent; deterministic summaries of its children.
@@ -200,8 +208,8 @@ def stored_sql(d: SqlDialect, plan: ResolvePlan, source: str, schema: TableSchem
     ]
     for fp in plan.fields:
         cols += [
-            f"min({stored_field(fp.key)}) AS {q('__metaxy_s_' + fp.key)}",
-            f"count(DISTINCT {stored_field(fp.key)}) AS {q('__metaxy_n_' + fp.key)}",
+            f"min({stored_field(fp.key)}) AS {q(stored_field_column(fp.key))}",
+            f"count(DISTINCT {stored_field(fp.key)}) AS {q(stored_count_column(fp.key))}",
         ]
     return f"SELECT {', '.join(cols)} FROM ({source}) AS t GROUP BY {keys}"
 
@@ -222,7 +230,7 @@ def diff_sql(
         )
     changed = d.list_of_non_null(
         [
-            f"CASE WHEN s.{q('__metaxy_n_' + fp.key)} > 1 OR s.{q('__metaxy_s_' + fp.key)} IS DISTINCT FROM "
+            f"CASE WHEN s.{q(stored_count_column(fp.key))} > 1 OR s.{q(stored_field_column(fp.key))} IS DISTINCT FROM "
             f"e.{q(field_column(fp.key))} THEN {lit(fp.key)} END"
             for fp in plan.fields
         ]

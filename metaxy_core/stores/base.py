@@ -19,12 +19,14 @@ import polars as pl
 from metaxy_core import columns as C
 from metaxy_core.errors import (
     FeatureNotFoundError,
+    FilterError,
     MetadataValidationError,
     MetaxyError,
     ResolveError,
     StoreError,
 )
 from metaxy_core.feature import BaseFeature
+from metaxy_core.filters import polars_error_reason
 from metaxy_core.graph import FeatureGraph
 from metaxy_core.increment import Increment
 from metaxy_core.keys import FeatureKey
@@ -39,6 +41,24 @@ Filters = Any
 
 def to_polars(frame: Any, what: str) -> pl.DataFrame:
     """Any narwhals-compatible frame (polars, pandas, pyarrow, DuckDB relation, ...) as eager polars."""
+    converted = _to_polars(frame, what)
+    _check_column_case(converted.columns, what)
+    return converted
+
+
+def _check_column_case(columns: Sequence[str], what: str) -> None:
+    """SQL engines fold column names to one case: ``Path`` and ``path`` would be one column there."""
+    seen: dict[str, str] = {}
+    for column in columns:
+        other = seen.setdefault(column.lower(), column)
+        if other != column:
+            raise MetadataValidationError(
+                f"{what}: columns '{other}' and '{column}' differ only in letter case; SQL engines treat them as "
+                "one column. Rename or drop one of them."
+            )
+
+
+def _to_polars(frame: Any, what: str) -> pl.DataFrame:
     if isinstance(frame, pl.DataFrame):
         return frame
     if isinstance(frame, pl.LazyFrame):
@@ -132,7 +152,11 @@ class MetadataStore(abc.ABC):
             except Exception as exc:
                 if what is None:
                     raise
-                raise error(f"{what} failed in {type(self).__name__}: {type(exc).__name__}: {exc}") from exc
+                # polars appends its whole query plan to errors: keep only the reason
+                reason = polars_error_reason(exc) if type(exc).__module__.startswith("polars") else exc
+                raise error(
+                    f"{what} failed in {type(self).__name__}: {type(exc).__name__}: {reason}"
+                ) from exc
 
     @abc.abstractmethod
     def _open(self) -> None: ...
@@ -246,13 +270,27 @@ class MetadataStore(abc.ABC):
                 lazy = False
             return self._read(cls, columns, normalize_filters(filters), include_deleted, history, lazy)
 
-    def delete(self, feature: FeatureRef, filters: Filters = None, *, soft: bool = True) -> int:
-        """Delete matching current rows; soft marks ``metaxy_deleted_at``, hard removes every version."""
+    def delete(
+        self, feature: FeatureRef, filters: Filters = None, *, soft: bool = True, all_rows: bool = False
+    ) -> int:
+        """Delete matching current rows; soft marks ``metaxy_deleted_at``, hard removes every version.
+
+        Without filters nothing is deleted unless ``all_rows=True`` says every sample should go, so a
+        forgotten or empty filter never wipes a feature.
+        """
         cls = self.feature_class(feature)
+        selected = [f for f in normalize_filters(filters) if not (isinstance(f, str) and not f.strip())]
+        if all_rows and selected:
+            raise FilterError(f"delete({cls.spec.key}): give either filters or all_rows=True, not both.")
+        if not selected and not all_rows:
+            raise FilterError(
+                f"delete({cls.spec.key}) got no filter: pass filters selecting the samples to delete (e.g. "
+                "\"sample_uid IN ('a', 'b')\"), or all_rows=True to delete every sample."
+            )
         with self._session(f"delete({cls.spec.key})"):
             if self._schema(cls.spec.key) is None:
                 return 0
-            return self._delete(cls, normalize_filters(filters), soft)
+            return self._delete(cls, selected, soft)
 
     def has_feature(self, feature: FeatureRef) -> bool:
         key = self.feature_class(feature).spec.key if isinstance(feature, type) else FeatureKey(feature)  # type: ignore[arg-type]

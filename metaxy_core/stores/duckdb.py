@@ -23,8 +23,9 @@ import narwhals as nw
 import polars as pl
 
 from metaxy_core import columns as C
-from metaxy_core.errors import MetadataValidationError, ResolveError, StoreError
+from metaxy_core.errors import FilterError, MetadataValidationError, ResolveError, StoreError
 from metaxy_core.feature import BaseFeature
+from metaxy_core.filters import compile_filters
 from metaxy_core.increment import Increment
 from metaxy_core.keys import FeatureKey
 from metaxy_core.lineage import ResolvePlan, TableSchema
@@ -198,15 +199,27 @@ class DuckDBMetadataStore(MetadataStore):
 
     # -- filters ----------------------------------------------------------------------------------
     def _filtered(self, source: str, filters: Sequence[Any]) -> str:
-        """``source`` (a SELECT) restricted by SQL strings and narwhals expressions."""
-        sql_filters = [f for f in filters if isinstance(f, str)]
-        exprs = [f for f in filters if not isinstance(f, str)]
-        if sql_filters:
-            source = f"SELECT * FROM ({source}) AS f WHERE " + " AND ".join(f"({f})" for f in sql_filters)
-        if exprs:
-            rel = nw.from_native(self.connection.sql(source)).filter(*exprs).to_native()
-            source = rel.sql_query()
-        return source
+        """``source`` (a SELECT) restricted by filters, each parsed and checked by compile_filters."""
+        if not filters:
+            return source
+        schema = pl.from_arrow(self.connection.sql(f"SELECT * FROM ({source}) AS s LIMIT 0").to_arrow_table())
+        assert isinstance(schema, pl.DataFrame)
+        predicates = compile_filters(filters, dialect="duckdb", schema=schema.schema)
+
+        def where(preds: Sequence[str]) -> str:
+            return f"SELECT * FROM ({source}) AS f WHERE " + " AND ".join(f"({p})" for p in preds)
+
+        try:
+            self.connection.sql(where(predicates))  # binds only: type errors surface here, per filter
+        except duckdb.Error:
+            for f, p in zip(filters, predicates, strict=True):
+                try:
+                    self.connection.sql(where([p]))
+                except duckdb.Error as exc:
+                    reason = str(exc).split("\n")[0]
+                    raise FilterError(f"Filter {f!r} does not fit the column types: {reason}") from None
+            raise
+        return where(predicates)
 
     @staticmethod
     def _filled(source: str) -> str:

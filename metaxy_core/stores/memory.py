@@ -12,6 +12,7 @@ import polars as pl
 from metaxy_core import columns as C
 from metaxy_core.errors import ResolveError
 from metaxy_core.feature import BaseFeature
+from metaxy_core.filters import polars_filters
 from metaxy_core.increment import Increment
 from metaxy_core.keys import FeatureKey
 from metaxy_core.lineage import DepPlan, FieldPlan, ResolvePlan, TableSchema, field_column
@@ -28,13 +29,9 @@ def _struct_fields(dtype: pl.DataType) -> tuple[str, ...]:
 
 
 def _apply_filters(frame: pl.LazyFrame, filters: Sequence[Any]) -> pl.LazyFrame:
-    for f in filters:
-        if isinstance(f, str):
-            frame = frame.filter(pl.sql_expr(f))
-        elif isinstance(f, pl.Expr):
-            frame = frame.filter(f)
-        else:
-            frame = nw.from_native(frame).filter(f).to_native()
+    # Filters are parsed and checked like on every SQL store, then translated to polars.
+    for f in polars_filters(filters, frame.collect_schema()):
+        frame = frame.filter(f)
     return frame
 
 

@@ -249,11 +249,15 @@ def test_hard_delete(store: mx.MetadataStore, doc: type[mx.BaseFeature]) -> None
     assert store.read(doc, history=True, include_deleted=True).to_polars()["doc_id"].to_list() == ["c", "c"]
 
 
-def test_delete_without_filters_deletes_everything(
-    store: mx.MetadataStore, doc: type[mx.BaseFeature]
-) -> None:
+def test_delete_every_row_needs_all_rows(store: mx.MetadataStore, doc: type[mx.BaseFeature]) -> None:
     write_docs(store, doc, doc_rows())
-    assert store.delete(doc) == 3
+    for nothing in (None, "", "  ", []):
+        with pytest.raises(mx.FilterError, match=r"delete\(docs/page\) got no filter.*all_rows=True"):
+            store.delete(doc, nothing)
+    assert current(store, doc).height == 3
+    with pytest.raises(mx.FilterError, match="not both"):
+        store.delete(doc, "doc_id = 'a'", all_rows=True)
+    assert store.delete(doc, all_rows=True) == 3
     assert current(store, doc).height == 0
 
 
@@ -367,7 +371,8 @@ def test_feature_keys_differing_only_in_case_are_rejected() -> None:
         pass
 
     with pytest.raises(
-        mx.FeatureDefinitionError, match=r"'docs/Page' .* differs from 'docs/page' .* only in letter case"
+        mx.FeatureDefinitionError,
+        match=r"'docs/Page' .* collides with 'docs/page' .* as table names: .*letter case",
     ):
 
         class Upper(mx.Feature, spec=mx.FeatureSpec(key="docs/Page")):
