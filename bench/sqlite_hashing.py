@@ -9,8 +9,10 @@ new / stale / orphaned):
 2. ``polars``: read only the needed columns (as Arrow through ADBC, or rows through ``sqlite3``),
    then hash with polars-hash and join in polars.
 
-Also timed: reading the columns alone (ADBC vs ``sqlite3``) and loading 1M rows (ADBC ingest vs
-``executemany``). Tables are laid out like the store's (one column per provenance field).
+Also timed: reading the columns alone (ADBC vs ``sqlite3``), loading 1M rows (ADBC ingest vs
+``executemany``), and the store itself end to end (``--store``: root write, cold resolve of a
+downstream feature, its write, steady resolve) with each driver. Tables are laid out like the
+store's (one column per provenance field).
 
 Run: ``python bench/sqlite_hashing.py --samples 1000000`` (about a minute; needs
 ``adbc-driver-sqlite`` for the ADBC rows).
@@ -96,11 +98,12 @@ def sql_counts(con: sqlite3.Connection) -> dict[str, int]:
         f"SELECT sample_uid, {h(sample)} AS prov, 1 AS in_e FROM "
         f"(SELECT sample_uid, {', '.join(per_field)} FROM up)"
     )
+    # Join the stored table itself (not a subquery): SQLite then probes its index on the id; a
+    # subquery on the right side is scanned once per expected row.
     sql = (
-        "SELECT sum(s.in_s IS NULL), sum(e.in_e IS NULL), "
-        "sum(e.in_e IS NOT NULL AND s.in_s IS NOT NULL AND e.prov IS NOT s.s_prov) "
-        f"FROM ({expected}) AS e FULL OUTER JOIN (SELECT sample_uid, s_prov, 1 AS in_s FROM stored) AS s "
-        "ON e.sample_uid = s.sample_uid"
+        "SELECT sum(s.sample_uid IS NULL), sum(e.in_e IS NULL), "
+        "sum(e.in_e IS NOT NULL AND s.sample_uid IS NOT NULL AND e.prov IS NOT s.s_prov) "
+        f"FROM ({expected}) AS e FULL OUTER JOIN stored AS s ON e.sample_uid = s.sample_uid"
     )
     new, orphaned, stale = con.execute(sql).fetchone()
     return {"new": new, "orphaned": orphaned, "stale": stale}
@@ -110,9 +113,13 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--samples", type=int, default=1_000_000)
     parser.add_argument("--repeat", type=int, default=2)
+    parser.add_argument("--store", action="store_true", help="time only SQLiteMetadataStore end to end")
     args = parser.parse_args()
     n = args.samples
     results: dict[str, float] = {}
+    if args.store:
+        store_bench(n, results)
+        return
     up, _ = frames(n)
     stored = (
         polars_expected(up.lazy())
@@ -218,6 +225,62 @@ def main() -> None:
 
         timed(f"write {n:,} rows: ADBC ingest", load_adbc, results, 1)
         acon.close()
+
+
+def store_bench(n: int, results: dict[str, float]) -> None:
+    import metaxy_core as mx
+    from metaxy_core.stores._sqlite_io import adbc_available
+
+    with mx.FeatureGraph().use():
+
+        class Video(mx.Feature, spec=mx.FeatureSpec(key=UP, fields=list(FIELDS))):
+            pass
+
+        class Crop(mx.Feature, spec=mx.FeatureSpec(key=DOWN, deps=[Video], fields=list(FIELDS))):
+            pass
+
+        ids = pl.int_range(n, eager=True).cast(pl.String).alias("sample_uid")
+        samples = pl.DataFrame([ids]).with_columns(
+            pl.struct(
+                audio=pl.lit("a") + pl.col("sample_uid"), frames=pl.lit("f") + pl.col("sample_uid")
+            ).alias("metaxy_provenance_by_field")
+        )
+        for driver in ["sqlite3", *(["adbc"] if adbc_available() else [])]:
+            with tempfile.TemporaryDirectory() as tmp:
+                store = mx.SQLiteMetadataStore(database=Path(tmp) / "s.sqlite", driver=driver)
+                with store:
+                    inc = timed(
+                        f"[{driver}] resolve root ({n:,} samples, all new)",
+                        lambda s=store: s.resolve_update(Video, samples=samples),
+                        results,
+                        1,
+                    )
+                    timed(f"[{driver}] write root", lambda s=store, i=inc: s.write(Video, i.new), results, 1)
+                    inc = timed(
+                        f"[{driver}] resolve downstream, cold",
+                        lambda s=store: s.resolve_update(Crop),
+                        results,
+                        1,
+                    )
+                    timed(
+                        f"[{driver}] write downstream",
+                        lambda s=store, i=inc: s.write(Crop, i.new),
+                        results,
+                        1,
+                    )
+                    inc = timed(
+                        f"[{driver}] resolve downstream, steady",
+                        lambda s=store: s.resolve_update(Crop),
+                        results,
+                        1,
+                    )
+                    assert inc.counts() == {"new": 0, "stale": 0, "orphaned": 0}
+                    timed(
+                        f"[{driver}] rewrite all downstream rows",
+                        lambda s=store: s.write(Crop, s.read(Crop).to_polars()),
+                        results,
+                        1,
+                    )
 
 
 if __name__ == "__main__":

@@ -10,13 +10,14 @@ write is one ``BEGIN IMMEDIATE`` transaction: it takes the write lock first, wai
 at once when another process writes in between, whatever the timeout.) Reads of one call run in one
 read transaction, so they see a single commit.
 
-Where hashing runs, by measurement (``bench/sqlite_hashing.py``, 1M samples, 2 shared cores):
-SQLite has no sha256, and the same resolve (hash 2 fields + the sample hash per row, FULL OUTER JOIN
-with the stored provenance, counts) took
+Where hashing runs, by measurement (``bench/sqlite_hashing.py``, 1M samples, 2 cores shared with
+other work): SQLite has no sha256, and the same resolve (two per-field hashes and the sample hash per
+row, FULL OUTER JOIN with the stored provenance, counts) took
 
-* 19.5 s all in SQL with a Python ``hashlib`` function registered on the connection;
-* 3.1 s reading the needed columns as Arrow through ADBC into polars and hashing with polars-hash
-  (reading 0.9 s of it), 7.2 s reading rows through Python's ``sqlite3`` instead.
+* 8.95 s all in SQLite SQL, hashing with a Python ``hashlib`` function registered on the connection;
+* 3.59 s reading the needed columns as Arrow through ADBC into polars and hashing with polars-hash
+  (reading 1M x 3 columns: 0.90 s); 6.19 s reading rows through Python's ``sqlite3`` instead
+  (3.60 s of it reading).
 
 So the store reads only the columns a resolve needs (user filters pushed into SQLite's SQL) and
 computes the plan with the in-memory store's polars engine (``_polars.py``): byte-identical hashes,
@@ -287,8 +288,10 @@ class SQLiteMetadataStore(MetadataStore):
         with self._transaction(write=True):
             schema = self._evolve([table, history], frame.schema)
             physical = io.encode(frame)
-            with self._staged(physical, index=replace_key) as staged:
-                if self._run(f"SELECT 1 FROM {q(table)} LIMIT 1"):
+            replacing = bool(self._run(f"SELECT 1 FROM {q(table)} LIMIT 1"))
+            # the index serves the key lookups of a replacement; a first write needs none
+            with self._staged(physical, index=replace_key if replacing else ()) as staged:
+                if replacing:
                     all_cols = ", ".join(q(c) for c in io.physical_columns(schema))
                     hit = f"EXISTS (SELECT 1 FROM {staged} AS k WHERE {_match('t', 'k', replace_key)})"
                     # Superseded versions move to history, then the new rows replace them.
