@@ -166,6 +166,10 @@ class Connection:
         """Copy ``frame`` (physical form) into a new temporary table; returns its (unquoted) name."""
         raise NotImplementedError
 
+    def append(self, table: str, frame: pl.DataFrame) -> None:
+        """Insert ``frame`` (physical form) into the existing ``table``, matching columns by name."""
+        raise NotImplementedError
+
     def close(self) -> None:
         raise NotImplementedError
 
@@ -213,9 +217,11 @@ class AdbcConnection(Connection):
 
     def ingest(self, frame: pl.DataFrame) -> str:
         name = self._temp_name()
-        arrow = frame.to_arrow(compat_level=pl.CompatLevel.oldest())
-        self._cur.adbc_ingest(name, arrow, mode="create", temporary=True)
+        self._cur.adbc_ingest(name, _arrow(frame), mode="create", temporary=True)
         return name
+
+    def append(self, table: str, frame: pl.DataFrame) -> None:
+        self._cur.adbc_ingest(table, _arrow(frame), mode="append")
 
     def close(self) -> None:
         self._cur.close()
@@ -245,8 +251,18 @@ class Sqlite3Connection(Connection):
         self._con.executemany(f"INSERT INTO temp.{q(name)} VALUES ({marks})", frame.iter_rows())
         return name
 
+    def append(self, table: str, frame: pl.DataFrame) -> None:
+        cols = ", ".join(q(c) for c in frame.columns)
+        marks = ", ".join("?" for _ in frame.columns)
+        self._con.executemany(f"INSERT INTO {q(table)} ({cols}) VALUES ({marks})", frame.iter_rows())
+
     def close(self) -> None:
         self._con.close()
+
+
+def _arrow(frame: pl.DataFrame) -> Any:
+    # plain (large) strings: the driver does not take Arrow's string views
+    return frame.to_arrow(compat_level=pl.CompatLevel.oldest())
 
 
 def connect(database: str, driver: str, busy_timeout: float) -> Connection:

@@ -247,10 +247,7 @@ class SQLiteMetadataStore(MetadataStore):
 
     def _insert(self, table: str, frame: pl.DataFrame) -> None:
         """Append ``frame`` (logical form) to ``table``; columns it lacks stay NULL."""
-        physical = io.encode(frame)
-        with self._staged(physical) as staged:
-            cols = ", ".join(q(c) for c in physical.columns)
-            self._run(f"INSERT INTO {q(table)} ({cols}) SELECT {cols} FROM {staged}")
+        self.connection.append(table, io.encode(frame))
 
     # -- resolve ----------------------------------------------------------------------------------
     def _resolve(
@@ -288,17 +285,18 @@ class SQLiteMetadataStore(MetadataStore):
         with self._transaction(write=True):
             schema = self._evolve([table, history], frame.schema)
             physical = io.encode(frame)
-            replacing = bool(self._run(f"SELECT 1 FROM {q(table)} LIMIT 1"))
-            # the index serves the key lookups of a replacement; a first write needs none
-            with self._staged(physical, index=replace_key if replacing else ()) as staged:
-                if replacing:
-                    all_cols = ", ".join(q(c) for c in io.physical_columns(schema))
-                    hit = f"EXISTS (SELECT 1 FROM {staged} AS k WHERE {_match('t', 'k', replace_key)})"
-                    # Superseded versions move to history, then the new rows replace them.
-                    self._run(
-                        f"INSERT INTO {q(history)} ({all_cols}) SELECT {all_cols} FROM {q(table)} AS t WHERE {hit}"
-                    )
-                    self._run(f"DELETE FROM {q(table)} AS t WHERE {hit}")
+            if not self._run(f"SELECT 1 FROM {q(table)} LIMIT 1"):
+                self.connection.append(table, physical)
+                return
+            # Superseded versions move to history, then the new rows replace them (the index serves
+            # the key lookups).
+            with self._staged(physical, index=replace_key) as staged:
+                all_cols = ", ".join(q(c) for c in io.physical_columns(schema))
+                hit = f"EXISTS (SELECT 1 FROM {staged} AS k WHERE {_match('t', 'k', replace_key)})"
+                self._run(
+                    f"INSERT INTO {q(history)} ({all_cols}) SELECT {all_cols} FROM {q(table)} AS t WHERE {hit}"
+                )
+                self._run(f"DELETE FROM {q(table)} AS t WHERE {hit}")
                 cols = ", ".join(q(c) for c in physical.columns)
                 self._run(f"INSERT INTO {q(table)} ({cols}) SELECT {cols} FROM {staged}")
 
