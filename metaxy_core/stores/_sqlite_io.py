@@ -83,8 +83,11 @@ def encode(frame: pl.DataFrame) -> pl.DataFrame:
             ]
         elif isinstance(dtype, _NESTED):
             exprs.append(pl.struct(col).struct.json_encode().alias(name))
+        elif physical_dtype(dtype) == pl.Int64 and dtype != pl.Int64:
+            exprs.append(col.to_physical().cast(pl.Int64))
         elif physical_dtype(dtype) != dtype:
-            exprs.append(col.to_physical().cast(pl.Int64) if dtype != pl.Null else col.cast(pl.String))
+            # decimals, categoricals, enums: their text form reads back exactly
+            exprs.append(col.cast(pl.String))
         else:
             exprs.append(col)
     return frame.select(exprs)
@@ -109,7 +112,7 @@ def decode(frame: pl.DataFrame, schema: Mapping[str, pl.DataType]) -> pl.DataFra
             exprs.append(pl.lit(None).alias(name))
         elif isinstance(dtype, pl.Boolean):
             exprs.append(pl.col(name).cast(pl.Int64).cast(pl.Boolean))
-        elif physical_dtype(dtype) != dtype:
+        elif physical_dtype(dtype) == pl.Int64 and dtype != pl.Int64:
             exprs.append(pl.col(name).cast(pl.Int64).cast(dtype))
         else:
             exprs.append(pl.col(name).cast(dtype))
