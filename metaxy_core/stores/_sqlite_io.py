@@ -141,6 +141,14 @@ def merge_schemas(
         elif is_struct_column(name, have) and is_struct_column(name, dtype):
             fields = sorted({f.name for f in have.fields} | {f.name for f in dtype.fields})  # type: ignore[attr-defined]
             merged[name] = pl.Struct({f: pl.String for f in fields})
+        elif have != dtype:
+            # Feature tables arrive already coerced to their stored types; system tables widen to
+            # the common type (e.g. a column first seen all-null, or ints then floats).
+            both = pl.concat(
+                [pl.DataFrame(schema={name: have}), pl.DataFrame(schema={name: dtype})],
+                how="vertical_relaxed",
+            )
+            merged[name] = both.schema[name]
     return merged
 
 
@@ -209,9 +217,9 @@ class AdbcConnection(Connection):
         # text value fails). A typed first row fixes every type; it is dropped after reading.
         sample = {"INTEGER": "0", "REAL": "0.0", "BLOB": "x''", "TEXT": "''"}
         first = ", ".join(f"{sample[affinity(d)]} AS {q(n)}" for n, d in schema.items())
-        names = ", ".join(q(n) for n in schema)
         self._cur.execute(
-            f"SELECT {first} UNION ALL SELECT {names} FROM ({sql}) AS r", list(params) if params else None
+            f"SELECT {first} UNION ALL SELECT {_cast_columns(schema)} FROM ({sql}) AS r",
+            list(params) if params else None,
         )
         table = self._cur.fetch_arrow_table()
         out = pl.from_arrow(table)
@@ -242,8 +250,9 @@ class Sqlite3Connection(Connection):
         return self._con.execute(sql, tuple(params)).fetchall()
 
     def frame(self, sql: str, schema: Mapping[str, pl.DataType], params: Sequence[Any] = ()) -> pl.DataFrame:
-        names = ", ".join(q(n) for n in schema)
-        rows = self._con.execute(f"SELECT {names} FROM ({sql}) AS r", tuple(params)).fetchall()
+        rows = self._con.execute(
+            f"SELECT {_cast_columns(schema)} FROM ({sql}) AS r", tuple(params)
+        ).fetchall()
         return pl.DataFrame(rows, schema=dict(schema), orient="row")
 
     def ingest(self, frame: pl.DataFrame) -> str:
@@ -261,6 +270,12 @@ class Sqlite3Connection(Connection):
 
     def close(self) -> None:
         self._con.close()
+
+
+def _cast_columns(schema: Mapping[str, pl.DataType]) -> str:
+    # A column holds values of one storage class only if every writer agreed on the type; the cast
+    # makes reads independent of that (a widened system column may hold integers and reals).
+    return ", ".join(f"CAST({q(n)} AS {affinity(d)}) AS {q(n)}" for n, d in schema.items())
 
 
 def _arrow(frame: pl.DataFrame) -> Any:
