@@ -266,3 +266,27 @@ def test_filters_run_in_sqlite(tmp_path: Path) -> None:
         assert got["doc_id"].to_list() == ["d3", "d4"]
         # SQLite syntax (not polars'): the predicate reached the engine
         assert store.read(ns["Doc"], filters="substr(doc_id, 2) = '1'").to_polars().height == 1
+
+
+def test_a_failed_replacement_leaves_nothing_half_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ns = define()
+    store = SQLiteMetadataStore(database=tmp_path / "atomic.sqlite")
+    with store:
+        store.write(ns["Doc"], ns["rows"]("d", 50, value="old"))
+    real_run = SQLiteMetadataStore._run
+
+    def failing_run(self: SQLiteMetadataStore, sql: str, params: tuple = ()) -> list:
+        # fail on the last step of a replacement, after history got the old rows and they were deleted
+        if sql.startswith('INSERT INTO "doc" ') and "temp." in sql:
+            raise RuntimeError("disk full (simulated)")
+        return real_run(self, sql, params)
+
+    monkeypatch.setattr(SQLiteMetadataStore, "_run", failing_run)
+    with pytest.raises(mx.StoreError, match=r"write\(doc\) failed.*disk full"):
+        store.write(ns["Doc"], ns["rows"]("d", 50, value="new"))
+    monkeypatch.setattr(SQLiteMetadataStore, "_run", real_run)
+    with store:
+        assert store.read(ns["Doc"], columns=["run"]).to_polars()["run"].to_list() == ["old"] * 50
+        assert store.read(ns["Doc"], history=True).to_polars().height == 50
