@@ -42,5 +42,6 @@ from metaxy_core.status import feature_status as feature_status
 from metaxy_core.stores.base import MetadataStore as MetadataStore
 from metaxy_core.stores.duckdb import DuckDBMetadataStore as DuckDBMetadataStore
 from metaxy_core.stores.memory import InMemoryMetadataStore as InMemoryMetadataStore
+from metaxy_core.stores.sqlite import SQLiteMetadataStore as SQLiteMetadataStore
 
 __version__ = "0.1.0"

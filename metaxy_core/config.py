@@ -25,6 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from metaxy_core.errors import ConfigError
+from metaxy_core.graph import DEFAULT_HASH_LENGTH, set_default_hash_length
 
 if TYPE_CHECKING:
     from metaxy_core.stores.base import MetadataStore
@@ -87,7 +88,7 @@ class MetaxyConfig(BaseSettings):
     project: str | None = None
     entrypoints: list[str] = Field(default_factory=list)
     store: str = "dev"
-    hash_length: int = Field(default=16, ge=8, le=64)
+    hash_length: int = Field(default=DEFAULT_HASH_LENGTH, ge=8, le=64)
     stores: dict[str, StoreConfig] = Field(default_factory=dict)
     migrations_dir: str = "migrations"
 
@@ -217,3 +218,8 @@ def set_config(cfg: MetaxyConfig | None) -> None:
     """Replace the current config (``None`` re-reads lazily on next use)."""
     global _current
     _current = cfg
+
+
+# Versions computed without an explicit hash length (``Video.feature_version()``) follow the settings,
+# read lazily like every other one. The graph itself stays unaware of where the number comes from.
+set_default_hash_length(lambda: get_config().hash_length)

@@ -52,17 +52,17 @@ class BaseFeature(BaseModel):
         return list(cls.model_fields)
 
     @classmethod
-    def feature_version(cls) -> str:
-        return cls.graph.feature_version(cls.spec.key)
+    def feature_version(cls, hash_length: int | None = None) -> str:
+        return cls.graph.feature_version(cls.spec.key, hash_length)
 
     @classmethod
-    def feature_code_version(cls) -> str:
-        return cls.graph.feature_code_version(cls.spec.key)
+    def feature_code_version(cls, hash_length: int | None = None) -> str:
+        return cls.graph.feature_code_version(cls.spec.key, hash_length)
 
     @classmethod
-    def field_versions(cls) -> dict[str, str]:
-        """Field key string -> field version."""
-        return cls.graph.field_versions(cls.spec.key)
+    def field_versions(cls, hash_length: int | None = None) -> dict[str, str]:
+        """Field key string -> field version (``hash_length`` defaults to the configured one)."""
+        return cls.graph.field_versions(cls.spec.key, hash_length)
 
     @classmethod
     def table_name(cls) -> str:

@@ -4,7 +4,7 @@ Feature classes register themselves in the *active* graph when defined. Tests an
 themselves with ``with FeatureGraph().use(): ...``.
 """
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -20,6 +20,25 @@ if TYPE_CHECKING:
 SYSTEM_COLUMN_PREFIX = "metaxy_"
 MAX_TABLE_NAME = 63
 """Longest identifier PostgreSQL keeps; longer table names are cut and could meet."""
+
+DEFAULT_HASH_LENGTH = 16
+"""Hex characters of every version when nobody says otherwise."""
+
+_hash_length_source: Callable[[], int] | None = None
+
+
+def set_default_hash_length(source: Callable[[], int] | None) -> None:
+    """Where graphs take the hash length when a caller passes none (``None``: 16).
+
+    The graph does not read settings itself; the settings layer installs its reader here, so
+    ``Video.feature_version()`` follows ``METAXY_HASH_LENGTH`` while this module stays free of it.
+    """
+    global _hash_length_source
+    _hash_length_source = source
+
+
+def default_hash_length() -> int:
+    return DEFAULT_HASH_LENGTH if _hash_length_source is None else _hash_length_source()
 
 
 @dataclass(frozen=True, order=True)
@@ -328,25 +347,25 @@ class FeatureGraph:
         return result
 
     # -- versions (see metaxy_core.versions) -------------------------------------------------------
-    def _versions(self) -> "Any":
-        from metaxy_core.config import get_config
+    def versions(self, hash_length: int | None = None) -> "Any":
+        """Definition-level versions at ``hash_length`` (default: :func:`default_hash_length`)."""
         from metaxy_core.versions import GraphVersions
 
-        hash_length = get_config().hash_length
-        cache_key = ("versions", hash_length)
+        length = default_hash_length() if hash_length is None else hash_length
+        cache_key = ("versions", length)
         if cache_key not in self._cache:
-            self._cache[cache_key] = GraphVersions(self, hash_length)
+            self._cache[cache_key] = GraphVersions(self, length)
         return self._cache[cache_key]
 
-    def feature_version(self, key: FeatureKey | str) -> str:
-        return self._versions().feature_version(FeatureKey(key))
+    def feature_version(self, key: FeatureKey | str, hash_length: int | None = None) -> str:
+        return self.versions(hash_length).feature_version(FeatureKey(key))
 
-    def feature_code_version(self, key: FeatureKey | str) -> str:
-        return self._versions().feature_code_version(FeatureKey(key))
+    def feature_code_version(self, key: FeatureKey | str, hash_length: int | None = None) -> str:
+        return self.versions(hash_length).feature_code_version(FeatureKey(key))
 
-    def field_versions(self, key: FeatureKey | str) -> dict[str, str]:
-        return self._versions().field_versions(FeatureKey(key))
+    def field_versions(self, key: FeatureKey | str, hash_length: int | None = None) -> dict[str, str]:
+        return self.versions(hash_length).field_versions(FeatureKey(key))
 
     @property
     def snapshot_version(self) -> str:
-        return self._versions().snapshot_version()
+        return self.versions().snapshot_version()

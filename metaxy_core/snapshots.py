@@ -20,7 +20,7 @@ Pushing a graph whose snapshot version and specs are already recorded records no
 ...                                                     fields=["audio", "frames"])):
 ...         video_id: str
 ...     store = mx.InMemoryMetadataStore(hash_length=8)
-...     first, again = store.push_graph_snapshot(), store.push_graph_snapshot()
+...     first, again = mx.push_graph_snapshot(store), mx.push_graph_snapshot(store)
 >>> first.recorded, again.recorded, first.snapshot_version == again.snapshot_version
 (True, False, True)
 """
@@ -391,7 +391,7 @@ def _pick(infos: Sequence[SnapshotInfo], ref: str, store: "MetadataStore", proje
     if not infos:
         raise SnapshotNotFoundError(
             f"No graph snapshot of project '{project}' is recorded in {store!r}, so '{ref}' cannot be found. "
-            "Record one with `metaxy graph push` (or store.push_graph_snapshot())."
+            "Record one with `metaxy graph push` (or mx.push_graph_snapshot(store))."
         )
     if ref == "latest":
         return infos[-1]

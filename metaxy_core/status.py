@@ -104,7 +104,7 @@ def feature_status(
             result.append(
                 FeatureStatus(
                     key=str(key),
-                    version=graph.feature_version(key),
+                    version=graph.feature_version(key, store.hash_length),
                     root=is_root,
                     rows=rows,
                     new=counts["new"],

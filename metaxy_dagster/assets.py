@@ -611,7 +611,12 @@ def build_metaxy_graph_asset(
     """
     from metaxy_core.diff import compare_snapshots
     from metaxy_core.render import render_diff_mermaid, render_mermaid
-    from metaxy_core.snapshots import GraphSnapshot, SnapshotNotFoundError, load_graph_snapshot
+    from metaxy_core.snapshots import (
+        GraphSnapshot,
+        SnapshotNotFoundError,
+        load_graph_snapshot,
+        push_graph_snapshot,
+    )
 
     graph_ref = graph
 
@@ -624,7 +629,7 @@ def build_metaxy_graph_asset(
                 previous = load_graph_snapshot(store, "latest", project=current.project)
             except SnapshotNotFoundError:
                 previous = None
-            pushed = store.push_graph_snapshot(g).recorded if push else False
+            pushed = push_graph_snapshot(store, g).recorded if push else False
         baseline = previous or GraphSnapshot(
             snapshot_version="none", hash_length=current.hash_length, features=(), label="nothing pushed yet"
         )

@@ -30,9 +30,14 @@ def _duckdb_store(tmp_path: Path, **options: Any) -> mx.MetadataStore:
     return mx.DuckDBMetadataStore(database=tmp_path / "metadata.duckdb", **options)
 
 
+def _sqlite_store(tmp_path: Path, **options: Any) -> mx.MetadataStore:
+    return mx.SQLiteMetadataStore(database=tmp_path / "metadata.sqlite", **options)
+
+
 STORE_FACTORIES: dict[str, StoreFactory] = {
     "memory": _memory_store,
     "duckdb": _duckdb_store,
+    "sqlite": _sqlite_store,
 }
 
 

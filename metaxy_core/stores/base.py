@@ -27,7 +27,7 @@ from metaxy_core.errors import (
 )
 from metaxy_core.feature import BaseFeature
 from metaxy_core.filters import polars_error_reason
-from metaxy_core.graph import FeatureGraph
+from metaxy_core.graph import DEFAULT_HASH_LENGTH, FeatureGraph
 from metaxy_core.increment import Increment
 from metaxy_core.keys import FeatureKey
 from metaxy_core.lineage import ResolvePlan, TableSchema, build_plan
@@ -97,18 +97,15 @@ class MetadataStore(abc.ABC):
 
     def __init__(self, *, hash_algorithm: str = "sha256", hash_length: int | None = None) -> None:
         self.hash_algorithm = hash_algorithm
-        self._hash_length = hash_length
+        # A store does not read settings: whoever builds it passes the hash length (the config does).
+        self._hash_length = DEFAULT_HASH_LENGTH if hash_length is None else hash_length
         self._depth = 0
-        check_hash_settings(hash_algorithm, hash_length if hash_length is not None else 16)
+        check_hash_settings(hash_algorithm, self._hash_length)
 
     # -- settings ---------------------------------------------------------------------------------
     @property
     def hash_length(self) -> int:
-        if self._hash_length is not None:
-            return self._hash_length
-        from metaxy_core.config import get_config
-
-        return get_config().hash_length
+        return self._hash_length
 
     @hash_length.setter
     def hash_length(self, value: int) -> None:
@@ -473,37 +470,21 @@ class MetadataStore(abc.ABC):
                 "the column so the store computes it."
             )
         now = datetime.now(UTC)
-        graph = cls.graph
+        versions = cls.graph.versions(self.hash_length)
         frame = frame.with_columns(dv.alias(C.DATA_VERSION)).select(
             *user_cols,
             C.PROVENANCE_BY_FIELD,
             C.PROVENANCE,
             C.DATA_VERSION_BY_FIELD,
             C.DATA_VERSION,
-            pl.lit(graph.feature_version(key), dtype=pl.String).alias(C.FEATURE_VERSION),
-            pl.lit(graph.snapshot_version, dtype=pl.String).alias(C.SNAPSHOT_VERSION),
+            pl.lit(versions.feature_version(key), dtype=pl.String).alias(C.FEATURE_VERSION),
+            pl.lit(versions.snapshot_version(), dtype=pl.String).alias(C.SNAPSHOT_VERSION),
             pl.lit(now, dtype=pl.Datetime("us", "UTC")).alias(C.CREATED_AT),
             pl.lit(now, dtype=pl.Datetime("us", "UTC")).alias(C.UPDATED_AT),
             pl.lit(None, dtype=pl.Datetime("us", "UTC")).alias(C.DELETED_AT),
             pl.lit(materialization_id, dtype=pl.String).alias(C.MATERIALIZATION_ID),
         )
         return frame
-
-    # -- graph snapshots (metaxy_core.snapshots) --------------------------------------------------
-    def push_graph_snapshot(self, graph: Any = None) -> Any:
-        from metaxy_core.snapshots import push_graph_snapshot
-
-        return push_graph_snapshot(self, graph)
-
-    def load_graph_snapshot(self, ref: str = "latest") -> Any:
-        from metaxy_core.snapshots import load_graph_snapshot
-
-        return load_graph_snapshot(self, ref)
-
-    def list_graph_snapshots(self) -> Any:
-        from metaxy_core.snapshots import list_graph_snapshots
-
-        return list_graph_snapshots(self)
 
 
 def _check_ids(frame: pl.DataFrame, key: FeatureKey, ids: Sequence[str], what: str) -> None:

@@ -10,22 +10,15 @@ import narwhals as nw
 import polars as pl
 
 from metaxy_core import columns as C
-from metaxy_core.errors import ResolveError
 from metaxy_core.feature import BaseFeature
 from metaxy_core.filters import polars_filters
 from metaxy_core.increment import Increment
 from metaxy_core.keys import FeatureKey
-from metaxy_core.lineage import DepPlan, FieldPlan, ResolvePlan, TableSchema, field_column
-from metaxy_core.provenance import PolarsHasher
+from metaxy_core.lineage import ResolvePlan, TableSchema
+from metaxy_core.stores import _polars as P
 from metaxy_core.stores.base import MetadataStore
 
-_MEMBER = "__metaxy_member"
-_PRESENT_E = "__metaxy_present_e"
-_PRESENT_S = "__metaxy_present_s"
-
-
-def _struct_fields(dtype: pl.DataType) -> tuple[str, ...]:
-    return tuple(f.name for f in dtype.fields) if isinstance(dtype, pl.Struct) else ()
+_struct_fields = P.struct_fields
 
 
 def _apply_filters(frame: pl.LazyFrame, filters: Sequence[Any]) -> pl.LazyFrame:
@@ -123,116 +116,7 @@ class InMemoryMetadataStore(MetadataStore):
         frame = self._current[key].lazy().filter(pl.col(C.DELETED_AT).is_null())
         return _apply_filters(frame, filters)
 
-    # -- resolve ----------------------------------------------------------------------------------
-    def _dep_frame(self, dep: DepPlan, h: PolarsHasher) -> pl.LazyFrame:
-        source = self._live(dep.feature, dep.filters)
-        dv = pl.col(C.DATA_VERSION_BY_FIELD)
-
-        def dv_value(f: str, present: bool) -> pl.Expr:
-            return dv.struct.field(f) if present else pl.lit(None, dtype=pl.String)
-
-        if dep.lineage != "aggregation":
-            return source.select(
-                *[pl.col(src).alias(out) for src, out in dep.carried],
-                *[dv_value(f, p).alias(dep.dv_column(f)) for f, p in dep.dv_fields.items()],
-            )
-        schema = self._current[dep.feature].schema
-        for col in dep.member_ids:
-            dtype = schema[col]
-            if not (dtype == pl.String or dtype.is_integer()):
-                raise ResolveError(
-                    f"Aggregation over '{dep.feature}': id column '{col}' has type {dtype}; aggregation needs string "
-                    "or integer ids (their text form orders the members)."
-                )
-        member = pl.concat_str([pl.col(c).cast(pl.String) for c in dep.member_ids], separator="|")
-        group = [src for src, _ in dep.carried]
-        aggs = [
-            h.hash_expr(
-                pl.concat_str([pl.col(_MEMBER), dv_value(f, p).fill_null("")], separator="|").str.join("|")
-            ).alias(dep.dv_column(f))
-            for f, p in dep.dv_fields.items()
-        ]
-        grouped = (
-            source.with_columns(member.alias(_MEMBER))
-            .sort(_MEMBER)
-            .group_by(group, maintain_order=True)
-            .agg(aggs)
-        )
-        return grouped.rename({src: out for src, out in dep.carried if src != out})
-
-    @staticmethod
-    def _field_hash(h: PolarsHasher, plan: ResolvePlan, fp: FieldPlan, root: bool) -> pl.Expr:
-        parts: list[pl.Expr | str] = [fp.fq, fp.code_version]
-        if root:
-            parts.append(pl.col(C.PROVENANCE_BY_FIELD).struct.field(fp.key))
-        else:
-            deps = {d.index: d for d in plan.deps}
-            for p in fp.parents:
-                dep = deps.get(p.dep_index)
-                parts += [p.fq, pl.col(dep.dv_column(p.field)) if dep is not None else ""]
-        return h.hash(parts).alias(field_column(fp.key))
-
-    def _expected(
-        self, plan: ResolvePlan, samples: pl.DataFrame | None, filters: Sequence[Any], h: PolarsHasher
-    ) -> tuple[pl.LazyFrame, list[str]]:
-        if samples is not None:
-            carried = [c for c in samples.columns if not C.is_system(c)]
-            base = samples.lazy()
-            root = True
-        else:
-            carried = plan.carried_columns
-            frames = [self._dep_frame(dep, h) for dep in plan.deps]
-            base = frames[0]
-            for dep, frame in zip(plan.deps[1:], frames[1:], strict=True):
-                how = "left" if dep.optional and plan.join != "full" else plan.join
-                base = base.join(frame, on=list(dep.join_on), how=how, coalesce=True)  # type: ignore[arg-type]
-            root = False
-        fields = [self._field_hash(h, plan, fp, root) for fp in plan.fields]
-        sample_parts: list[pl.Expr | str] = []
-        for fp in plan.fields:
-            sample_parts += [fp.key, pl.col(field_column(fp.key))]
-        expected = (
-            base.select(*carried, *fields)
-            .with_columns(
-                pl.struct([pl.col(field_column(fp.key)).alias(fp.key) for fp in plan.fields]).alias(
-                    C.PROVENANCE_BY_FIELD
-                )
-            )
-            .with_columns(h.hash(sample_parts).alias(C.PROVENANCE))
-        )
-        return _apply_filters(expected, filters), carried
-
-    def _stored(self, plan: ResolvePlan, filters: Sequence[Any]) -> pl.LazyFrame | None:
-        if plan.feature not in self._current:
-            return None
-        frame = self._live(plan.feature, filters)
-        present = set(_struct_fields(self._current[plan.feature].schema[C.PROVENANCE_BY_FIELD]))
-        pbf = pl.col(C.PROVENANCE_BY_FIELD)
-
-        def field(f: str) -> pl.Expr:
-            return pbf.struct.field(f) if f in present else pl.lit(None, dtype=pl.String)
-
-        keys = list(plan.key_columns)
-        if plan.key_columns == plan.target_ids:
-            return frame.select(
-                *keys,
-                pbf.alias("__metaxy_stored_pbf"),
-                pl.col(C.PROVENANCE).alias("__metaxy_stored_prov"),
-                pl.lit(1, dtype=pl.UInt32).alias("__metaxy_n"),
-                *[field(fp.key).alias("__metaxy_s_" + fp.key) for fp in plan.fields],
-                *[pl.lit(1, dtype=pl.UInt32).alias("__metaxy_n_" + fp.key) for fp in plan.fields],
-            )
-        return frame.group_by(keys).agg(
-            pl.struct([field(fp.key).min().alias(fp.key) for fp in plan.fields]).alias("__metaxy_stored_pbf"),
-            pl.col(C.PROVENANCE).min().alias("__metaxy_stored_prov"),
-            pl.col(C.PROVENANCE).n_unique().cast(pl.UInt32).alias("__metaxy_n"),
-            *[field(fp.key).min().alias("__metaxy_s_" + fp.key) for fp in plan.fields],
-            *[
-                field(fp.key).drop_nulls().n_unique().cast(pl.UInt32).alias("__metaxy_n_" + fp.key)
-                for fp in plan.fields
-            ],
-        )
-
+    # -- resolve (the polars plan lives in _polars.py, shared with stores that hash in polars) ------
     def _resolve(
         self,
         cls: type[BaseFeature],
@@ -242,65 +126,18 @@ class InMemoryMetadataStore(MetadataStore):
         lazy: bool,
     ) -> Increment:
         h = self.hasher
-        keys = list(plan.key_columns)
-        stored = self._stored(plan, filters)
-        field_struct = pl.Struct({fp.key: pl.String for fp in plan.fields})
+        stored = None
+        if plan.feature in self._current:
+            present = set(_struct_fields(self._current[plan.feature].schema[C.PROVENANCE_BY_FIELD]))
+            stored = P.stored_frame(plan, self._live(plan.feature, filters), present)
         if plan.missing_required:
-            expected = pl.LazyFrame(
-                {
-                    **{k: pl.Series([], dtype=pl.String) for k in keys},
-                    C.PROVENANCE_BY_FIELD: pl.Series([], dtype=field_struct),
-                    C.PROVENANCE: pl.Series([], dtype=pl.String),
-                    **{field_column(fp.key): pl.Series([], dtype=pl.String) for fp in plan.fields},
-                }
-            )
-            carried: list[str] = keys
-        else:
-            expected, carried = self._expected(plan, samples, filters, h)
-        non_key = [c for c in carried if c not in keys]
-        new_cols = [*keys, *non_key, C.PROVENANCE_BY_FIELD, C.PROVENANCE]
-        all_fields = pl.lit([fp.key for fp in plan.fields], dtype=pl.List(pl.String)).alias(C.CHANGED_FIELDS)
-        if stored is None:
-            new = expected.select(*new_cols, all_fields)
-            stale = new.clear()
-            orphaned = expected.select(*keys, C.PROVENANCE_BY_FIELD, C.PROVENANCE).clear()
-        else:
-            if plan.missing_required:
-                # the stored key types win: an empty expected frame has no real types
-                key_types = stored.collect_schema()
-                expected = expected.with_columns([pl.col(k).cast(key_types[k]) for k in keys])
-            joined = expected.with_columns(pl.lit(True).alias(_PRESENT_E)).join(
-                stored.with_columns(pl.lit(True).alias(_PRESENT_S)), on=keys, how="full", coalesce=True
-            )
-            changed = pl.concat_list(
-                [
-                    pl.when(
-                        (pl.col("__metaxy_n_" + fp.key) > 1)
-                        | pl.col("__metaxy_s_" + fp.key).ne_missing(pl.col(field_column(fp.key)))
-                    ).then(pl.lit(fp.key))
-                    for fp in plan.fields
-                ]
-            ).list.drop_nulls()
-            e, s = pl.col(_PRESENT_E).is_not_null(), pl.col(_PRESENT_S).is_not_null()
-            is_stale = (
-                e
-                & s
-                & (
-                    (pl.col("__metaxy_n") > 1)
-                    | pl.col(C.PROVENANCE).ne_missing(pl.col("__metaxy_stored_prov"))
-                )
-            )
-            new = joined.filter(e & ~s).select(*new_cols, changed.alias(C.CHANGED_FIELDS))
-            stale = joined.filter(is_stale).select(*new_cols, changed.alias(C.CHANGED_FIELDS))
-            orphaned = joined.filter(~e & s).select(
-                *keys,
-                pl.col("__metaxy_stored_pbf").alias(C.PROVENANCE_BY_FIELD),
-                pl.col("__metaxy_stored_prov").alias(C.PROVENANCE),
-            )
-        if lazy:
-            return Increment(nw.from_native(new), nw.from_native(stale), nw.from_native(orphaned))
-        new_df, stale_df, orphaned_df = pl.collect_all([new, stale, orphaned])
-        return Increment(nw.from_native(new_df), nw.from_native(stale_df), nw.from_native(orphaned_df))
+            return P.increment(plan, None, plan.key_columns, stored, lazy)
+        deps = [
+            P.dep_frame(dep, self._live(dep.feature, dep.filters), self._current[dep.feature].schema, h)
+            for dep in plan.deps
+        ]
+        expected, carried = P.expected_frame(plan, samples, [] if samples is not None else deps, h)
+        return P.increment(plan, _apply_filters(expected, filters), carried, stored, lazy)
 
     # -- write ------------------------------------------------------------------------------------
     def _write(self, cls: type[BaseFeature], frame: pl.DataFrame, replace_key: tuple[str, ...]) -> None:

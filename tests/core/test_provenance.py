@@ -131,10 +131,12 @@ def test_downstream_hashes_data_version_not_provenance(store: mx.MetadataStore) 
 
 
 @pytest.mark.parametrize("hash_length", [8, 64])
-def test_hash_length_from_config(store_factory: Callable[..., mx.MetadataStore], hash_length: int) -> None:
-    mx.set_config(mx.load_config(hash_length=hash_length))
+def test_hash_length_given_to_the_store(
+    store_factory: Callable[..., mx.MetadataStore], hash_length: int
+) -> None:
+    # A store does not read settings: the config (or the caller) hands it the hash length.
     p = build_video_pipeline()
-    with store_factory() as store:
+    with store_factory(hash_length=hash_length) as store:
         run_pipeline(store, p, raw_samples())
         expected = expected_for_b(length=hash_length)
         for feature in p.features:

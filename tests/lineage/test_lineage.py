@@ -77,7 +77,15 @@ def hash8():
     mx.set_config(mx.load_config(hash_length=8))
 
 
-def test_expansion_story(store, hash8):
+@pytest.fixture
+def store8(store_factory, hash8):
+    """A store at hash length 8 (stores take the length from whoever builds them)."""
+    with store_factory(hash_length=8) as built:
+        yield built
+
+
+def test_expansion_story(store8):
+    store = store8
     with mx.FeatureGraph().use():
         v1 = define_video_graph("1")
     assert v1[0].feature_version() == "d842b740"
@@ -230,7 +238,8 @@ def test_aggregation_story(store):
     assert store.read(spk).to_polars().height == 2
 
 
-def test_aggregation_provenance_matches_formula_with_integer_ids(store, hash8):
+def test_aggregation_provenance_matches_formula_with_integer_ids(store8):
+    store = store8
     rec, spk = define_speakers(int)
     # 10 sorts before 9 as text: members are ordered by their id's text form, in byte order
     rows = [(9, "s1", "x"), (10, "s1", "y")]
@@ -272,7 +281,8 @@ def write_all(store, feature) -> None:
     store.write(feature, store.resolve_update(feature).to_process().select("sample_uid", PBF))
 
 
-def test_optional_dep_left_join_and_stale_when_input_appears(store, hash8):
+def test_optional_dep_left_join_and_stale_when_input_appears(store8):
+    store = store8
     a, b = two_roots()
 
     class C(
@@ -417,12 +427,12 @@ def test_engines_agree_on_lineage_provenance(store_factory, hash8):
     rec, spk = define_speakers()
     rng = random.Random(7)
     rows = [(f"r{i}", f"s{rng.randint(0, 4)}", str(rng.random())) for i in range(40)]
-    tested = store_factory()
+    tested = store_factory(hash_length=8)
     # compare with a different engine: the in-memory store against DuckDB, every other one against memory
     reference: mx.MetadataStore = (
-        mx.DuckDBMetadataStore(":memory:")
+        mx.DuckDBMetadataStore(":memory:", hash_length=8)
         if isinstance(tested, mx.InMemoryMetadataStore)
-        else mx.InMemoryMetadataStore()
+        else mx.InMemoryMetadataStore(hash_length=8)
     )
     results = []
     for s in (tested, reference):
