@@ -19,9 +19,9 @@ row, FULL OUTER JOIN with the stored provenance, counts) took
   (reading 1M x 3 columns: 0.90 s); 6.19 s reading rows through Python's ``sqlite3`` instead
   (3.60 s of it reading).
 
-So the store reads only the columns a resolve needs (user filters pushed into SQLite's SQL) and
-computes the plan with the in-memory store's polars engine (``_polars.py``): byte-identical hashes,
-no per-row Python. ADBC is used when ``adbc-driver-sqlite`` is installed (``metaxy-dagster[sqlite]``);
+So the store reads only the columns a resolve needs and computes the plan with the in-memory
+store's polars engine (``_polars.py``): byte-identical hashes, no per-row Python. User filters run
+in polars too, through the same checked translation as the in-memory store. ADBC is used when ``adbc-driver-sqlite`` is installed (``metaxy-dagster[sqlite]``);
 Python's ``sqlite3`` is the fallback.
 """
 
@@ -37,7 +37,7 @@ import polars as pl
 from metaxy_core import columns as C
 from metaxy_core.errors import StoreError
 from metaxy_core.feature import BaseFeature
-from metaxy_core.filters import compile_filters
+from metaxy_core.filters import polars_filters
 from metaxy_core.increment import Increment
 from metaxy_core.keys import FeatureKey
 from metaxy_core.lineage import ResolvePlan, TableSchema
@@ -186,33 +186,21 @@ class SQLiteMetadataStore(MetadataStore):
         filters: Sequence[Any] = (),
         where: Sequence[str] = (),
     ) -> pl.DataFrame:
-        """``columns`` of ``source`` (a table or subquery) with filters applied in SQLite, decoded."""
-        sql_filters, late = self._compile(filters, schema)
-        clauses = [*where, *sql_filters]
-        sql = f"SELECT * FROM {source} AS s" + (
-            " WHERE " + " AND ".join(f"({c})" for c in clauses) if clauses else ""
-        )
-        wanted = {c: schema[c] for c in columns}
-        if late:
-            # filters SQLite cannot evaluate yet are applied in polars: read what they need too
-            wanted = dict(schema)
-        frame = io.decode(self.connection.frame(sql, io.physical_columns(wanted)), wanted)
-        if late:
-            frame = nw.from_native(frame).filter(*late).to_native().select(list(columns))
-        return frame
+        """``columns`` of ``source`` (a table or subquery), decoded, with the user's filters applied.
 
-    @staticmethod
-    def _compile(filters: Sequence[Any], schema: Mapping[str, pl.DataType]) -> tuple[list[str], list[Any]]:
-        sql: list[str] = []
-        late: list[Any] = []
-        for f in filters:
-            try:
-                sql += compile_filters([f], dialect="sqlite", schema=schema)
-            except NotImplementedError:
-                if isinstance(f, str):
-                    raise
-                late.append(f)
-        return sql, late
+        Filters run in polars through the same checked translation as the in-memory store: SQLite's
+        dynamic typing and its storage of timestamps as integers would otherwise give different rows
+        for the same filter (ill-typed comparisons, text timestamps), so one filter means the same
+        rows everywhere.
+        """
+        sql = f"SELECT * FROM {source} AS s" + (
+            " WHERE " + " AND ".join(f"({c})" for c in where) if where else ""
+        )
+        wanted = dict(schema) if filters else {c: schema[c] for c in columns}
+        frame = io.decode(self.connection.frame(sql, io.physical_columns(wanted)), wanted)
+        if filters:
+            frame = _polars_filters(frame.lazy(), filters).collect().select(list(columns))
+        return frame
 
     def _live(self, table: str, columns: Sequence[str], filters: Sequence[Any]) -> pl.DataFrame:
         schema = self._logical(table)
@@ -368,12 +356,7 @@ def _physical_now(dtype: pl.DataType) -> int:
 
 
 def _polars_filters(frame: pl.LazyFrame, filters: Sequence[Any]) -> pl.LazyFrame:
-    """Target filters on the expected rows, which exist only in polars (they are computed there)."""
-    for f in filters:
-        if isinstance(f, str):
-            frame = frame.filter(pl.sql_expr(f))
-        elif isinstance(f, pl.Expr):
-            frame = frame.filter(f)
-        else:
-            frame = nw.from_native(frame).filter(f).to_native()
+    """User filters in polars, parsed and checked like on every store."""
+    for f in polars_filters(filters, frame.collect_schema()):
+        frame = frame.filter(f)
     return frame
