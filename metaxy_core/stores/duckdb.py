@@ -80,6 +80,8 @@ class DuckDBMetadataStore(MetadataStore):
         self.compression = compression
         self._external = connection
         self._con: duckdb.DuckDBPyConnection | None = None
+        # Samples registered for lazy increments: their relations read them until the store closes.
+        self._lazy_views: list[str] = []
         if self.database != ":memory:" and connection is None:
             Path(self.database).parent.mkdir(parents=True, exist_ok=True)
 
@@ -118,8 +120,14 @@ class DuckDBMetadataStore(MetadataStore):
                 delay = min(delay * 2, 0.5)
 
     def _close(self) -> None:
-        if self._con is not None and self._external is None:
-            self._con.close()
+        if self._con is not None:
+            # An external connection outlives the store: release what this store registered on it.
+            for view in self._lazy_views:
+                with contextlib.suppress(duckdb.Error):
+                    self._con.unregister(view)
+            if self._external is None:
+                self._con.close()
+        self._lazy_views.clear()
         self._con = None
 
     @property
@@ -235,17 +243,37 @@ class DuckDBMetadataStore(MetadataStore):
         filters: list[Any],
         lazy: bool,
     ) -> Increment:
-        con = self.connection
+        if samples is None:
+            return self._resolve_sql(plan, None, [], filters, lazy)
+        # The samples are registered as a view only for as long as a query can read them: an eager
+        # resolve releases them at once (a registered Arrow table stays in memory until
+        # unregistered), a lazy one when the store closes (its relations read the view until then).
+        name = f"__metaxy_samples_{uuid.uuid4().hex[:12]}"
+        self.connection.register(name, samples.to_arrow())
+        if lazy:
+            self._lazy_views.append(name)
+            return self._resolve_sql(plan, name, samples.columns, filters, lazy)
+        try:
+            return self._resolve_sql(plan, name, samples.columns, filters, lazy)
+        finally:
+            self.connection.unregister(name)
+
+    def _resolve_sql(
+        self,
+        plan: ResolvePlan,
+        samples_view: str | None,
+        samples_frame_columns: Sequence[str],
+        filters: list[Any],
+        lazy: bool,
+    ) -> Increment:
         d = self.dialect
         target_schema = self._schema(plan.feature)
         samples_source = None
         samples_columns: list[str] = []
-        if samples is not None:
-            name = f"__metaxy_samples_{uuid.uuid4().hex[:12]}"
-            con.register(name, samples.to_arrow())
-            samples_source = f"SELECT * FROM {q(name)}"
-            samples_columns = [c for c in samples.columns if not C.is_system(c)]
-        carried = samples_columns if samples is not None else plan.carried_columns
+        if samples_view is not None:
+            samples_source = f"SELECT * FROM {q(samples_view)}"
+            samples_columns = [c for c in samples_frame_columns if not C.is_system(c)]
+        carried = samples_columns if samples_view is not None else plan.carried_columns
         if plan.missing_required:
             expected = None
         else:
