@@ -8,9 +8,16 @@ slower), so reads of current state never merge history.
 A DuckDB file can be opened by one process at a time. The store opens it per ``with store:`` block
 and retries while another process holds the lock, so several processes (e.g. Dagster's multiprocess
 executor) can share a file if they keep their blocks short.
+
+Memory: DuckDB's own default budget is 80% of RAM per process, so a few large resolves side by side
+can exhaust a machine. A store that opens its own connection gives DuckDB
+``memory_limit=min(4 GiB, 25% of RAM)`` (see :func:`default_memory_limit`) and spills to
+``<database>.tmp`` beside the file; ``memory_limit=`` or ``config={"memory_limit": ...}`` override it,
+``memory_limit=None`` keeps DuckDB's default. An external ``connection`` keeps its own settings.
 """
 
 import contextlib
+import os
 import random
 import time
 import uuid
@@ -43,6 +50,33 @@ from metaxy_core.stores.base import MetadataStore, require_open
 HISTORY = "metaxy_history"
 SYSTEM = "metaxy_system"
 
+_MAX_DEFAULT_MEMORY = 4 * 2**30
+
+
+def _total_memory() -> int | None:
+    """Physical RAM, or the cgroup limit of this container when that is lower."""
+    try:
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return None
+    with contextlib.suppress(OSError, ValueError):
+        limit = Path("/sys/fs/cgroup/memory.max").read_text().strip()
+        if limit != "max":
+            total = min(total, int(limit))
+    return total
+
+
+def default_memory_limit() -> str | None:
+    """The DuckDB ``memory_limit`` a store uses unless told otherwise: min(4 GiB, 25% of RAM).
+
+    4 GiB covers a 10M-sample resolve (DuckDB spills the rest of its joins to disk); a quarter of
+    RAM leaves room for the pipeline itself and for other processes sharing the file.
+    """
+    total = _total_memory()
+    if total is None:
+        return None
+    return f"{min(_MAX_DEFAULT_MEMORY, total // 4) // 2**20}MiB"
+
 
 class DuckDBMetadataStore(MetadataStore):
     """Metadata in a DuckDB database file (or ``":memory:"``).
@@ -50,6 +84,8 @@ class DuckDBMetadataStore(MetadataStore):
     ``compression="fast"`` (default) favours write speed over file size; ``"small"`` keeps DuckDB's
     default compression (about half the write speed, a quarter of the file size). ``connection``
     reuses an open DuckDB connection (e.g. from dagster-duckdb's ``DuckDBResource``).
+    ``memory_limit`` caps DuckDB's memory (default ``"auto"``: min(4 GiB, 25% of RAM); ``None``:
+    DuckDB's own default); ``config`` passes DuckDB settings and wins over both.
 
     >>> import metaxy_core as mx
     >>> store = mx.DuckDBMetadataStore(database=":memory:")
@@ -70,11 +106,13 @@ class DuckDBMetadataStore(MetadataStore):
         connection: duckdb.DuckDBPyConnection | None = None,
         config: dict[str, Any] | None = None,
         compression: str = "fast",
+        memory_limit: str | None = "auto",
     ) -> None:
         super().__init__(hash_algorithm=hash_algorithm, hash_length=hash_length)
         self.database = str(database)
         self.lock_timeout = lock_timeout
         self.config = dict(config or {})
+        self.memory_limit = default_memory_limit() if memory_limit == "auto" else memory_limit
         if compression not in ("fast", "small"):
             raise StoreError(f"compression={compression!r}: use 'fast' (default) or 'small'.")
         self.compression = compression
@@ -104,12 +142,22 @@ class DuckDBMetadataStore(MetadataStore):
         self._run(f"CREATE SCHEMA IF NOT EXISTS {HISTORY}")
         self._run(f"CREATE SCHEMA IF NOT EXISTS {SYSTEM}")
 
+    def connect_config(self) -> dict[str, Any]:
+        """DuckDB settings this store opens its connection with: the memory budget, then ``config``."""
+        settings: dict[str, Any] = {}
+        if self.memory_limit is not None:
+            settings["memory_limit"] = self.memory_limit
+        if self.database != ":memory:":
+            # Spill next to the database (same disk, cleaned up by DuckDB), not in the working directory.
+            settings["temp_directory"] = f"{self.database}.tmp"
+        return settings | self.config
+
     def _connect_with_retry(self) -> duckdb.DuckDBPyConnection:
         deadline = time.monotonic() + self.lock_timeout
         delay = 0.02
         while True:
             try:
-                return duckdb.connect(self.database, config=self.config)
+                return duckdb.connect(self.database, config=self.connect_config())
             except duckdb.IOException as exc:
                 if "lock" not in str(exc).lower() or time.monotonic() > deadline:
                     raise StoreError(
