@@ -75,7 +75,8 @@ def coerce_declared_columns(
     for name, info in declared.items():
         dtype, nullable = polars_dtype(info.annotation)
         if name not in frame.columns:
-            if not strict_unknown:
+            # A write of no rows (e.g. parents without children) stores no values of the column.
+            if not strict_unknown or frame.height == 0:
                 continue
             if nullable or not info.is_required():
                 fill = info.default if not info.is_required() and info.default is not None else None

@@ -45,10 +45,12 @@ from metaxy_core.stores._sql import (
     q,
     stored_sql,
 )
-from metaxy_core.stores.base import MetadataStore, require_open
+from metaxy_core.stores.base import MetadataStore, ParentCover, require_open
 
 HISTORY = "metaxy_history"
 SYSTEM = "metaxy_system"
+PARENTS = "metaxy_parents"
+"""Expansion parents written with no children (one marker row per parent), per feature table."""
 
 _MAX_DEFAULT_MEMORY = 4 * 2**30
 
@@ -95,6 +97,7 @@ class DuckDBMetadataStore(MetadataStore):
     """
 
     kind = "duckdb"
+    supports_parent_markers = True
 
     def __init__(
         self,
@@ -282,6 +285,15 @@ class DuckDBMetadataStore(MetadataStore):
             self._filled(f"SELECT * FROM {q(table)} WHERE {q(C.DELETED_AT)} IS NULL"), filters
         )
 
+    def _stored_rows(self, plan: ResolvePlan, filters: Sequence[Any]) -> str:
+        """Live stored rows of the target; for expansion with its parent markers (child columns NULL)."""
+        if plan.key_columns == plan.target_ids or not self._table_exists(plan.table, PARENTS):
+            return self._current(plan.table, filters)
+        both = f"SELECT * FROM {q(plan.table)} UNION ALL BY NAME SELECT * FROM {PARENTS}.{q(plan.table)}"
+        return self._filtered(
+            self._filled(f"SELECT * FROM ({both}) AS m WHERE {q(C.DELETED_AT)} IS NULL"), filters
+        )
+
     # -- resolve ----------------------------------------------------------------------------------
     def _resolve(
         self,
@@ -337,7 +349,7 @@ class DuckDBMetadataStore(MetadataStore):
             )
         stored = None
         if target_schema is not None:
-            stored = stored_sql(d, plan, self._current(plan.table, filters), target_schema)
+            stored = stored_sql(d, plan, self._stored_rows(plan, filters), target_schema)
         if expected is None:
             return self._orphans_only(plan, stored, carried, lazy)
         diff = diff_sql(d, plan, expected, stored, carried)
@@ -422,16 +434,29 @@ class DuckDBMetadataStore(MetadataStore):
         )
 
     # -- write ------------------------------------------------------------------------------------
-    def _write(self, cls: type[BaseFeature], frame: pl.DataFrame, replace_key: tuple[str, ...]) -> None:
+    def _write(
+        self,
+        cls: type[BaseFeature],
+        frame: pl.DataFrame,
+        replace_key: tuple[str, ...],
+        parents: ParentCover | None = None,
+    ) -> None:
         con = self.connection
         table = cls.spec.key.table_name
-        incoming = f"__metaxy_incoming_{uuid.uuid4().hex[:12]}"
-        con.register(incoming, frame.to_arrow())
+        tag = uuid.uuid4().hex[:12]
+        incoming, covered, markers = (f"__metaxy_{what}_{tag}" for what in ("incoming", "covered", "markers"))
+        views = {incoming: frame}
+        if parents is not None:
+            views |= {covered: parents.covered, markers: parents.empty}
+        for name, data in views.items():
+            con.register(name, data.to_arrow())
         try:
             self._run("BEGIN TRANSACTION")
             try:
                 if self._ensure_table(table, incoming, frame):
-                    self._upsert(table, incoming, frame, replace_key)
+                    self._upsert(table, incoming, frame, replace_key, covered if parents else None)
+                if parents is not None:
+                    self._write_markers(table, replace_key, covered, markers, parents.empty)
                 self._run("COMMIT")
             except BaseException:
                 self._run("ROLLBACK")
@@ -444,7 +469,25 @@ class DuckDBMetadataStore(MetadataStore):
         except duckdb.Error as exc:
             raise StoreError(f"write({cls.spec.key}) failed in DuckDB and was rolled back: {exc}") from exc
         finally:
-            con.unregister(incoming)
+            for name in views:
+                con.unregister(name)
+
+    def _write_markers(
+        self, table: str, on: tuple[str, ...], covered: str, markers: str, empty: pl.DataFrame
+    ) -> None:
+        """Drop the markers of every covered parent, record the covered parents without children."""
+        target = f"{PARENTS}.{q(table)}"
+        if not self._table_exists(table, PARENTS):
+            if empty.height:
+                self._run(f"CREATE SCHEMA IF NOT EXISTS {PARENTS}")
+                self._run(f"CREATE TABLE {target} AS SELECT * FROM {q(markers)}")
+            return
+        for column in C.STRUCT_COLUMNS:
+            self._widen_struct(table, column, empty.schema[column], targets=(target,))
+        key_match = " AND ".join(f"t.{q(c)} = k.{q(c)}" for c in on)
+        self._run(f"DELETE FROM {target} AS t USING {q(covered)} AS k WHERE {key_match}")
+        if empty.height:
+            self._run(f"INSERT INTO {target} BY NAME SELECT * FROM {q(markers)}")
 
     def _ensure_table(self, table: str, incoming: str, frame: pl.DataFrame) -> bool:
         """Create or evolve the feature's tables; False when creating them already stored the rows.
@@ -474,11 +517,17 @@ class DuckDBMetadataStore(MetadataStore):
             self._widen_struct(table, column, frame.schema[column])
         return True
 
-    def _widen_struct(self, table: str, column: str, incoming: Any = None) -> None:
-        """Make the stored struct hold every field it had plus every incoming one (old rows stay readable)."""
+    def _widen_struct(
+        self, table: str, column: str, incoming: Any = None, targets: Sequence[str] | None = None
+    ) -> None:
+        """Make the stored struct hold every field it had plus every incoming one (old rows stay readable).
+
+        ``targets``: the tables to alter (default: the feature's current and history tables).
+        """
         if incoming is None:
             return
-        arrow = self._arrow_schema(f"SELECT {q(column)} FROM {q(table)} LIMIT 0").field(0).type
+        targets = targets or (q(table), f"{HISTORY}.{q(table)}")
+        arrow = self._arrow_schema(f"SELECT {q(column)} FROM {targets[0]} LIMIT 0").field(0).type
         have = [arrow.field(i).name for i in range(arrow.num_fields)]
         add = [f.name for f in incoming.fields if f.name not in have]
         if not add:
@@ -495,7 +544,7 @@ class DuckDBMetadataStore(MetadataStore):
         )
         # a NULL struct (data version stored as "same as provenance") must stay NULL
         using = f"CASE WHEN {q(column)} IS NULL THEN NULL ELSE {using} END"
-        for target in (q(table), f"{HISTORY}.{q(table)}"):
+        for target in targets:
             self._run(f"ALTER TABLE {target} ALTER COLUMN {q(column)} SET DATA TYPE {new_type} USING {using}")
 
     def _upsert(
@@ -504,7 +553,13 @@ class DuckDBMetadataStore(MetadataStore):
         incoming: str,
         frame: pl.DataFrame,
         replace_key: tuple[str, ...],
+        covered: str | None = None,
     ) -> None:
+        """Move the stored rows of every replaced key to history and insert the new rows.
+
+        ``covered``: a view of the replaced keys when it is more than the incoming rows' keys
+        (expansion parents written without children).
+        """
         stored_cols = [row[0] for row in self._run(f"DESCRIBE {q(table)}")]
         struct_fields = self._arrow_schema(f"SELECT * FROM {q(table)} LIMIT 0")
         select: list[str] = []
@@ -541,7 +596,7 @@ class DuckDBMetadataStore(MetadataStore):
             return
         key_match = " AND ".join(f"t.{q(c)} = k.{q(c)}" for c in replace_key)
         keys = ", ".join(q(c) for c in replace_key)
-        replaced = f"(SELECT DISTINCT {keys} FROM {q(incoming)}) AS k"
+        replaced = f"(SELECT DISTINCT {keys} FROM {q(covered or incoming)}) AS k"
         # Superseded versions move to history, then the new rows replace them: no index, no merge-on-read.
         self._run(
             f"INSERT INTO {HISTORY}.{q(table)} SELECT t.* FROM {q(table)} AS t SEMI JOIN {replaced} ON {key_match}"

@@ -16,7 +16,7 @@ from metaxy_core.increment import Increment
 from metaxy_core.keys import FeatureKey
 from metaxy_core.lineage import DepPlan, FieldPlan, ResolvePlan, TableSchema, field_column
 from metaxy_core.provenance import PolarsHasher
-from metaxy_core.stores.base import MetadataStore
+from metaxy_core.stores.base import MetadataStore, ParentCover
 
 _MEMBER = "__metaxy_member"
 _PRESENT_E = "__metaxy_present_e"
@@ -83,11 +83,14 @@ class InMemoryMetadataStore(MetadataStore):
     """
 
     kind = "memory"
+    supports_parent_markers = True
 
     def __init__(self, *, hash_algorithm: str = "sha256", hash_length: int | None = None) -> None:
         super().__init__(hash_algorithm=hash_algorithm, hash_length=hash_length)
         self._current: dict[FeatureKey, pl.DataFrame] = {}
         self._history: dict[FeatureKey, pl.DataFrame] = {}
+        # Expansion parents recorded with no children (see ParentCover), per feature.
+        self._markers: dict[FeatureKey, pl.DataFrame] = {}
         self._system: dict[str, pl.DataFrame] = {}
 
     def __repr__(self) -> str:
@@ -205,11 +208,21 @@ class InMemoryMetadataStore(MetadataStore):
         )
         return _apply_filters(expected, filters), carried
 
+    def _stored_rows(self, plan: ResolvePlan, filters: Sequence[Any]) -> tuple[pl.LazyFrame, tuple[str, ...]]:
+        """Live stored rows of the target (with its parent markers, for expansion) and their struct fields."""
+        current = self._current[plan.feature]
+        markers = self._markers.get(plan.feature)
+        if markers is None or markers.height == 0 or plan.key_columns == plan.target_ids:
+            return self._live(plan.feature, filters), _struct_fields(current.schema[C.PROVENANCE_BY_FIELD])
+        a, b = _align(current, markers)
+        both = pl.concat([a, b], how="diagonal_relaxed").lazy().filter(pl.col(C.DELETED_AT).is_null())
+        return _apply_filters(both, filters), _struct_fields(a.schema[C.PROVENANCE_BY_FIELD])
+
     def _stored(self, plan: ResolvePlan, filters: Sequence[Any]) -> pl.LazyFrame | None:
         if plan.feature not in self._current:
             return None
-        frame = self._live(plan.feature, filters)
-        present = set(_struct_fields(self._current[plan.feature].schema[C.PROVENANCE_BY_FIELD]))
+        frame, struct_fields = self._stored_rows(plan, filters)
+        present = set(struct_fields)
         pbf = pl.col(C.PROVENANCE_BY_FIELD)
 
         def field(f: str) -> pl.Expr:
@@ -306,22 +319,42 @@ class InMemoryMetadataStore(MetadataStore):
         return Increment(nw.from_native(new_df), nw.from_native(stale_df), nw.from_native(orphaned_df))
 
     # -- write ------------------------------------------------------------------------------------
-    def _write(self, cls: type[BaseFeature], frame: pl.DataFrame, replace_key: tuple[str, ...]) -> None:
+    def _write(
+        self,
+        cls: type[BaseFeature],
+        frame: pl.DataFrame,
+        replace_key: tuple[str, ...],
+        parents: ParentCover | None = None,
+    ) -> None:
         key = cls.spec.key
+        on = list(replace_key)
         current = self._current.get(key)
+        markers = self._markers.get(key)
+        if parents is not None:
+            kept_markers = markers.join(parents.covered, on=on, how="anti") if markers is not None else None
+            if kept_markers is None or kept_markers.height == 0:
+                markers = parents.empty
+            elif parents.empty.height == 0:
+                markers = kept_markers
+            else:
+                markers = pl.concat(list(_align(kept_markers, parents.empty)), how="diagonal_relaxed")
         if current is None:
             self._current[key] = frame
             self._history[key] = frame.clear()
+            if markers is not None:
+                self._markers[key] = markers
             return
-        replaced_keys = frame.select(list(replace_key)).unique()
-        replaced = current.join(replaced_keys, on=list(replace_key), how="semi")
-        kept = current.join(replaced_keys, on=list(replace_key), how="anti")
+        replaced_keys = frame.select(on).unique() if parents is None else parents.covered
+        replaced = current.join(replaced_keys, on=on, how="semi")
+        kept = current.join(replaced_keys, on=on, how="anti")
         kept, frame = _align(kept, frame)
         history, replaced = _align(self._history[key], replaced)
-        # Build both results before swapping them in, so a failure leaves the store unchanged.
+        # Build every result before swapping them in, so a failure leaves the store unchanged.
         new_current = pl.concat([kept, frame], how="diagonal_relaxed")
         new_history = pl.concat([history, replaced], how="diagonal_relaxed")
         self._current[key], self._history[key] = new_current, new_history
+        if markers is not None:
+            self._markers[key] = markers
 
     # -- read / delete ----------------------------------------------------------------------------
     def _read(
