@@ -92,6 +92,8 @@ class MetadataStore(abc.ABC):
 
     kind: ClassVar[str] = "abstract"
     supports_lazy: ClassVar[bool] = True
+    read_only: bool = False
+    """A read-only store reads and resolves; ``write``, ``delete`` and ``append_system`` refuse."""
     supports_parent_markers: ClassVar[bool] = False
     """True when ``_write`` takes ``parents=`` (:class:`ParentCover`) for expansion features and the
     resolve reads the parent markers; without it ``write(parents=...)`` is refused."""
@@ -100,6 +102,7 @@ class MetadataStore(abc.ABC):
         self.hash_algorithm = hash_algorithm
         self._hash_length = hash_length
         self._depth = 0
+        self._opening_for_read = False
         check_hash_settings(hash_algorithm, hash_length if hash_length is not None else 16)
 
     # -- settings ---------------------------------------------------------------------------------
@@ -139,21 +142,38 @@ class MetadataStore(abc.ABC):
         return self._depth > 0
 
     @contextmanager
-    def _session(self, what: str | None = None, error: type[MetaxyError] = StoreError) -> Iterator[None]:
+    def _session(
+        self, what: str | None = None, error: type[MetaxyError] = StoreError, *, reading: bool = False
+    ) -> Iterator[None]:
         """Open for the duration of one call when the caller did not use ``with store:``.
 
+        ``reading``: the call only reads, so a store opened just for it may open read-only (a
+        ``with store:`` block is always opened for writing: the store cannot know what comes next).
         Engine exceptions (DuckDB, polars, ...) are translated here, at the store boundary, into one
         metaxy error naming the operation, so callers catch one family whatever the backend.
         """
-        with self:
-            try:
-                yield
-            except MetaxyError:
+        self._opening_for_read = reading and self._depth == 0
+        try:
+            self.__enter__()
+        finally:
+            self._opening_for_read = False
+        try:
+            yield
+        except MetaxyError:
+            raise
+        except Exception as exc:
+            if what is None:
                 raise
-            except Exception as exc:
-                if what is None:
-                    raise
-                raise error(f"{what} failed in {type(self).__name__}: {type(exc).__name__}: {exc}") from exc
+            raise error(f"{what} failed in {type(self).__name__}: {type(exc).__name__}: {exc}") from exc
+        finally:
+            self.__exit__(None, None, None)
+
+    def _require_writable(self, what: str) -> None:
+        if self.read_only:
+            raise StoreError(
+                f"{what}: {self!r} is read-only (read_only=True); it can read and resolve but not write. "
+                "Use a store without read_only to write."
+            )
 
     @abc.abstractmethod
     def _open(self) -> None: ...
@@ -188,7 +208,7 @@ class MetadataStore(abc.ABC):
         ``filters`` restrict the target samples on both sides. ``lazy=True`` returns lazy frames.
         """
         cls = self.feature_class(feature)
-        with self._session(f"resolve_update({cls.spec.key})", ResolveError):
+        with self._session(f"resolve_update({cls.spec.key})", ResolveError, reading=True):
             plan = build_plan(cls.graph, cls.spec.key, self._schema)
             samples_pl: pl.DataFrame | None = None
             if not cls.spec.deps:
@@ -229,6 +249,7 @@ class MetadataStore(abc.ABC):
         in the frame: pass the increment rows (``increment.new`` / ``.stale``). ``df`` may be empty.
         """
         cls = self.feature_class(feature)
+        self._require_writable(f"write({cls.spec.key})")
         frame = to_polars(df, f"write({cls.spec.key})")
         parents_frame = None if parents is None else to_polars(parents, f"write({cls.spec.key}, parents=...)")
         expansion = self._replace_key(cls) != tuple(cls.spec.id_columns)
@@ -271,7 +292,7 @@ class MetadataStore(abc.ABC):
     ) -> Any:
         """Current rows (or every stored version with ``history=True``) as a narwhals frame."""
         cls = self.feature_class(feature)
-        with self._session(f"read({cls.spec.key})"):
+        with self._session(f"read({cls.spec.key})", reading=True):
             if self._schema(cls.spec.key) is None:
                 raise FeatureNotFoundError(
                     f"No metadata stored for feature '{cls.spec.key}' yet. Stored features: "
@@ -284,6 +305,7 @@ class MetadataStore(abc.ABC):
     def delete(self, feature: FeatureRef, filters: Filters = None, *, soft: bool = True) -> int:
         """Delete matching current rows; soft marks ``metaxy_deleted_at``, hard removes every version."""
         cls = self.feature_class(feature)
+        self._require_writable(f"delete({cls.spec.key})")
         with self._session(f"delete({cls.spec.key})"):
             if self._schema(cls.spec.key) is None:
                 return 0
@@ -291,24 +313,25 @@ class MetadataStore(abc.ABC):
 
     def has_feature(self, feature: FeatureRef) -> bool:
         key = self.feature_class(feature).spec.key if isinstance(feature, type) else FeatureKey(feature)  # type: ignore[arg-type]
-        with self._session():
+        with self._session(reading=True):
             return self._schema(key) is not None
 
     def list_features(self) -> list[FeatureKey]:
         """Keys of the features with a stored table, sorted."""
-        with self._session():
+        with self._session(reading=True):
             return sorted(self._list_features())
 
     # -- system tables (graph snapshots, migration records, ...) ------------------------------------
     def append_system(self, name: str, rows: Any) -> None:
         """Append ``rows`` (any frame) to the system table ``name``, creating it on first use."""
         frame = to_polars(rows, f"append_system({name})")
+        self._require_writable(f"append_system({name})")
         with self._session():
             self._append_system(name, frame)
 
     def read_system(self, name: str) -> pl.DataFrame | None:
         """All rows of the system table ``name`` as polars, or None when it does not exist yet."""
-        with self._session():
+        with self._session(reading=True):
             return self._read_system(name)
 
     @abc.abstractmethod

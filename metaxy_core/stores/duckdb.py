@@ -5,9 +5,12 @@ row versions in ``metaxy_history``, and system tables in ``metaxy_system``. Writ
 key with ``DELETE`` + ``INSERT`` in one transaction (no index: an index makes bulk upserts ~10x
 slower), so reads of current state never merge history.
 
-A DuckDB file can be opened by one process at a time. The store opens it per ``with store:`` block
-and retries while another process holds the lock, so several processes (e.g. Dagster's multiprocess
-executor) can share a file if they keep their blocks short.
+A DuckDB file can be opened by one writing process, or by several reading ones, at a time. The store
+opens it per ``with store:`` block (or per call outside one) after queueing in ``<database>.locks/``
+beside the file: processes are served in arrival order, consecutive readers together, so several
+processes (e.g. Dagster's multiprocess executor) share a file fairly if they keep their blocks short.
+Calls outside a ``with`` block that only read (``read``, ``resolve_update``, ``list_features``, ...)
+open the file read-only; a ``with store:`` block opens it for writing.
 
 Memory: DuckDB's own default budget is 80% of RAM per process, so a few large resolves side by side
 can exhaust a machine. A store that opens its own connection gives DuckDB
@@ -35,6 +38,7 @@ from metaxy_core.feature import BaseFeature
 from metaxy_core.increment import Increment
 from metaxy_core.keys import FeatureKey
 from metaxy_core.lineage import ResolvePlan, TableSchema
+from metaxy_core.stores import _queue_lock
 from metaxy_core.stores._sql import (
     STATUS,
     STORED_PBF,
@@ -86,6 +90,8 @@ class DuckDBMetadataStore(MetadataStore):
     ``compression="fast"`` (default) favours write speed over file size; ``"small"`` keeps DuckDB's
     default compression (about half the write speed, a quarter of the file size). ``connection``
     reuses an open DuckDB connection (e.g. from dagster-duckdb's ``DuckDBResource``).
+    ``read_only=True`` (or ``config={"access_mode": "READ_ONLY"}``) opens the file read-only: reads
+    and resolves work, writes raise. ``lock_timeout`` bounds the wait for other processes (seconds).
     ``memory_limit`` caps DuckDB's memory (default ``"auto"``: min(4 GiB, 25% of RAM); ``None``:
     DuckDB's own default); ``config`` passes DuckDB settings and wins over both.
 
@@ -110,11 +116,17 @@ class DuckDBMetadataStore(MetadataStore):
         config: dict[str, Any] | None = None,
         compression: str = "fast",
         memory_limit: str | None = "auto",
+        read_only: bool = False,
     ) -> None:
         super().__init__(hash_algorithm=hash_algorithm, hash_length=hash_length)
         self.database = str(database)
         self.lock_timeout = lock_timeout
         self.config = dict(config or {})
+        if str(self.config.get("access_mode", "")).upper() == "READ_ONLY":
+            read_only = True
+            del self.config["access_mode"]  # passed to DuckDB as read_only=
+        self.read_only = read_only
+        self._queued = False
         self.memory_limit = default_memory_limit() if memory_limit == "auto" else memory_limit
         if compression not in ("fast", "small"):
             raise StoreError(f"compression={compression!r}: use 'fast' (default) or 'small'.")
@@ -123,7 +135,7 @@ class DuckDBMetadataStore(MetadataStore):
         self._con: duckdb.DuckDBPyConnection | None = None
         # Samples registered for lazy increments: their relations read them until the store closes.
         self._lazy_views: list[str] = []
-        if self.database != ":memory:" and connection is None:
+        if self.database != ":memory:" and connection is None and not read_only:
             Path(self.database).parent.mkdir(parents=True, exist_ok=True)
 
     def __repr__(self) -> str:
@@ -132,9 +144,9 @@ class DuckDBMetadataStore(MetadataStore):
     # -- connection -------------------------------------------------------------------------------
     def _open(self) -> None:
         if self._external is not None:
-            self._con = self._external
+            self._con, read_only = self._external, self.read_only
         else:
-            self._con = self._connect_with_retry()
+            self._con, read_only = self._connect()
         con = self._con
         con.execute("SET TimeZone = 'UTC'").fetchall()
         if self.compression == "fast":
@@ -142,8 +154,10 @@ class DuckDBMetadataStore(MetadataStore):
             # million rows per column on them for little gain. Skipping it halves write time; files
             # grow ~4x. compression="small" keeps DuckDB's default.
             con.execute("SET disabled_compression_methods = 'dict_fsst'").fetchall()
-        self._run(f"CREATE SCHEMA IF NOT EXISTS {HISTORY}")
-        self._run(f"CREATE SCHEMA IF NOT EXISTS {SYSTEM}")
+        if not read_only:
+            # A read-only connection cannot create them; every reader checks that a table exists.
+            self._run(f"CREATE SCHEMA IF NOT EXISTS {HISTORY}")
+            self._run(f"CREATE SCHEMA IF NOT EXISTS {SYSTEM}")
 
     def connect_config(self) -> dict[str, Any]:
         """DuckDB settings this store opens its connection with: the memory budget, then ``config``."""
@@ -155,20 +169,91 @@ class DuckDBMetadataStore(MetadataStore):
             settings["temp_directory"] = f"{self.database}.tmp"
         return settings | self.config
 
-    def _connect_with_retry(self) -> duckdb.DuckDBPyConnection:
+    def _connect(self) -> tuple[duckdb.DuckDBPyConnection, bool]:
+        """Queue for the file (see ``_queue_lock``), then open it; returns the connection and its mode.
+
+        Reads outside a ``with store:`` block (and every use of a read-only store) open read-only,
+        so several readers share the file; writers get it alone, in arrival order.
+        """
+        if self.database == ":memory:":
+            return duckdb.connect(":memory:", config=self.connect_config()), False
+        path = Path(self.database)
+        if path.is_dir():
+            raise StoreError(
+                f"Cannot open DuckDB file {self.database}: it is a directory. Point database= at a file, e.g. "
+                f"{path / 'metadata.duckdb'}."
+            )
+        shared = self.read_only or self._opening_for_read
+        if shared and not path.exists():
+            if self.read_only:
+                raise StoreError(
+                    f"Cannot open DuckDB file {self.database} read-only: it does not exist. Write to it with a store "
+                    "without read_only first, or check the path."
+                )
+            shared = False  # a read of a store never written: create the (empty) file
         deadline = time.monotonic() + self.lock_timeout
+        queued = False
+        try:
+            shared = _queue_lock.acquire(self.database, shared, self.lock_timeout)
+            queued = True
+        except PermissionError as exc:
+            # A read-only store on a folder it cannot write: no queue, DuckDB's own lock still holds.
+            if not shared:
+                raise self._permission_error(exc) from exc
+        try:
+            con = self._connect_with_retry(shared, deadline)
+        except BaseException:
+            if queued:
+                _queue_lock.release(self.database)
+            raise
+        self._queued = queued
+        return con, shared
+
+    def _permission_error(self, exc: BaseException) -> StoreError:
+        return StoreError(
+            f"Cannot open DuckDB file {self.database}: permission denied ({exc}). Give this user read access to "
+            "the file (and write access to it and its folder to write), or use read_only=True to only read."
+        )
+
+    def _connect_with_retry(self, read_only: bool, deadline: float) -> duckdb.DuckDBPyConnection:
         delay = 0.02
         while True:
             try:
-                return duckdb.connect(self.database, config=self.connect_config())
-            except duckdb.IOException as exc:
-                if "lock" not in str(exc).lower() or time.monotonic() > deadline:
-                    raise StoreError(
-                        f"Cannot open DuckDB file {self.database}: {exc}. Another process holds it; close it or "
-                        "raise lock_timeout."
-                    ) from exc
-                time.sleep(delay * (1 + random.random()))
-                delay = min(delay * 2, 0.5)
+                return duckdb.connect(self.database, read_only=read_only, config=self.connect_config())
+            except duckdb.Error as exc:
+                message = str(exc)
+                # Held by a process outside the queue (e.g. a DuckDB shell): wait for it.
+                locked = "could not set lock" in message.lower() or "conflicting lock" in message.lower()
+                if locked and time.monotonic() < deadline:
+                    time.sleep(delay * (1 + random.random()))
+                    delay = min(delay * 2, 0.5)
+                    continue
+                raise self._open_error(exc, locked) from exc
+
+    def _open_error(self, exc: duckdb.Error, locked: bool) -> StoreError:
+        message = str(exc)
+        if locked:
+            return _queue_lock.LockTimeoutError(
+                f"Timed out after {self.lock_timeout:g} s waiting for DuckDB file {self.database}: {message}. "
+                "Close the store or program that holds it, or raise lock_timeout."
+            )
+        if "not a valid DuckDB database file" in message:
+            return StoreError(
+                f"Cannot open {self.database}: the file exists but is not a DuckDB database. Check database= (a "
+                "typo, or another tool's file?), or move the file away to start a new store there."
+            )
+        if "Is a directory" in message:
+            return StoreError(
+                f"Cannot open DuckDB file {self.database}: it is a directory. Point database= at a file."
+            )
+        if "Permission denied" in message or "Operation not permitted" in message:
+            return self._permission_error(exc)
+        if "different configuration" in message:
+            return StoreError(
+                f"Cannot open DuckDB file {self.database}: this process already has it open with other settings "
+                f"(read-only or not, or other config=): {message}. Close the other connection first."
+            )
+        return StoreError(f"Cannot open DuckDB file {self.database}: {message}")
 
     def _close(self) -> None:
         if self._con is not None:
@@ -180,6 +265,9 @@ class DuckDBMetadataStore(MetadataStore):
                 self._con.close()
         self._lazy_views.clear()
         self._con = None
+        if self._queued:
+            self._queued = False
+            _queue_lock.release(self.database)
 
     @property
     def connection(self) -> duckdb.DuckDBPyConnection:
