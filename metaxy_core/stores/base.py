@@ -210,6 +210,7 @@ class MetadataStore(abc.ABC):
         cls = self.feature_class(feature)
         with self._session(f"resolve_update({cls.spec.key})", ResolveError, reading=True):
             plan = build_plan(cls.graph, cls.spec.key, self._schema)
+            _check_stored_ids(cls, self._schema(cls.spec.key), "resolve_update", ResolveError)
             samples_pl: pl.DataFrame | None = None
             if not cls.spec.deps:
                 if samples is None:
@@ -265,6 +266,7 @@ class MetadataStore(abc.ABC):
             )
         with self._session(f"write({cls.spec.key})"):
             schema = self._schema(cls.spec.key)
+            _check_stored_ids(cls, schema, "write")
             mid = materialization_id or uuid.uuid4().hex
             if frame.height == 0 and parents_frame is not None:
                 frame = self._empty_rows(cls, frame, schema, parents_frame)
@@ -320,6 +322,60 @@ class MetadataStore(abc.ABC):
         """Keys of the features with a stored table, sorted."""
         with self._session(reading=True):
             return sorted(self._list_features())
+
+    # -- schema changes (run by metaxy_core.migrations) -------------------------------------------
+    def alter_column_type(self, feature: FeatureRef, column: str, dtype: pl.DataType) -> int:
+        """Change the stored type of a user column in current rows and history; returns current rows.
+
+        Values are converted by the engine; if one does not convert, nothing changes.
+        """
+        cls = self.feature_class(feature)
+        key = cls.spec.key
+        self._require_writable(f"alter_column_type({key})")
+        with self._session(f"alter_column_type({key}, {column!r})"):
+            schema = self._schema(key)
+            if schema is None:
+                raise FeatureNotFoundError(f"alter_column_type({key}): no metadata stored for '{key}' yet.")
+            if C.is_system(column) or column not in schema.columns:
+                raise MetadataValidationError(
+                    f"alter_column_type({key}): '{column}' is not a stored user column of '{key}' (stored: "
+                    f"{list(schema.columns)})."
+                )
+            return self._alter_column(cls, column, dtype)
+
+    def add_id_column(
+        self, feature: FeatureRef, column: str, default: Any, dtype: pl.DataType | None = None
+    ) -> int:
+        """Add an id column the feature gained to its stored rows (and history), set to ``default``."""
+        cls = self.feature_class(feature)
+        key = cls.spec.key
+        self._require_writable(f"add_id_column({key})")
+        if column not in cls.spec.id_columns:
+            raise MetadataValidationError(
+                f"add_id_column({key}): '{column}' is not an id column of '{key}' (id_columns: "
+                f"{list(cls.spec.id_columns)}); declare it in the feature's spec first."
+            )
+        if default is None:
+            raise MetadataValidationError(f"add_id_column({key}, {column!r}): give a non-null default.")
+        if dtype is None:
+            from metaxy_core.schema import polars_dtype
+
+            info = cls.model_fields.get(column)
+            dtype = polars_dtype(info.annotation)[0] if info is not None else None
+            dtype = dtype or pl.Series([default]).dtype
+        with self._session(f"add_id_column({key}, {column!r})"):
+            schema = self._schema(key)
+            if schema is None:
+                raise FeatureNotFoundError(f"add_id_column({key}): no metadata stored for '{key}' yet.")
+            if column in schema.columns:
+                raise MetadataValidationError(f"add_id_column({key}): '{column}' is already stored.")
+            return self._add_id_column(cls, column, dtype, pl.Series([default]).cast(dtype).item())
+
+    def _alter_column(self, cls: type[BaseFeature], column: str, dtype: pl.DataType) -> int:
+        raise StoreError(f"{type(self).__name__} cannot change stored column types yet.")
+
+    def _add_id_column(self, cls: type[BaseFeature], column: str, dtype: pl.DataType, default: Any) -> int:
+        raise StoreError(f"{type(self).__name__} cannot add stored id columns yet.")
 
     # -- system tables (graph snapshots, migration records, ...) ------------------------------------
     def append_system(self, name: str, rows: Any) -> None:
@@ -620,6 +676,28 @@ class MetadataStore(abc.ABC):
         from metaxy_core.snapshots import list_graph_snapshots
 
         return list_graph_snapshots(self)
+
+
+def _check_stored_ids(
+    cls: type[BaseFeature],
+    schema: TableSchema | None,
+    what: str,
+    error: type[MetaxyError] = MetadataValidationError,
+) -> None:
+    """A feature that gained an id column cannot use its stored rows until they get a value for it."""
+    if schema is None:
+        return
+    missing = [c for c in cls.spec.id_columns if c not in schema.columns]
+    if not missing:
+        return
+    key, column = cls.spec.key, missing[0]
+    raise error(
+        f"{what}({key}): id column(s) {missing} of '{key}' are not in its stored table (stored columns: "
+        f"{list(schema.columns)}): the feature gained an id column, and the stored rows have no value for it. "
+        f"Give them one with a migration first: `metaxy migrations add-id-column {key} {column} --default VALUE` "
+        f"(Python: metaxy_core.migrations.add_id_column(store, {cls.__name__}, {column!r}, default=...)), or "
+        "write the feature under a new key."
+    )
 
 
 def _marker_columns(on: Sequence[str]) -> list[str]:

@@ -38,6 +38,7 @@ from metaxy_core.feature import BaseFeature
 from metaxy_core.increment import Increment
 from metaxy_core.keys import FeatureKey
 from metaxy_core.lineage import ResolvePlan, TableSchema
+from metaxy_core.schema import widened_columns
 from metaxy_core.stores import _queue_lock
 from metaxy_core.stores._sql import (
     STATUS,
@@ -47,6 +48,7 @@ from metaxy_core.stores._sql import (
     diff_sql,
     expected_sql,
     q,
+    removed_fields,
     stored_sql,
 )
 from metaxy_core.stores.base import MetadataStore, ParentCover, require_open
@@ -440,7 +442,7 @@ class DuckDBMetadataStore(MetadataStore):
             stored = stored_sql(d, plan, self._stored_rows(plan, filters), target_schema)
         if expected is None:
             return self._orphans_only(plan, stored, carried, lazy)
-        diff = diff_sql(d, plan, expected, stored, carried)
+        diff = diff_sql(d, plan, expected, stored, carried, removed_fields(plan, target_schema))
         return self._split(plan, diff, carried, lazy)
 
     def _split(self, plan: ResolvePlan, diff: str, carried: Sequence[str], lazy: bool) -> Increment:
@@ -601,9 +603,33 @@ class DuckDBMetadataStore(MetadataStore):
             if column not in stored:
                 for target in (q(table), f"{HISTORY}.{q(table)}"):
                     self._run(f"ALTER TABLE {target} ADD COLUMN {q(column)} {ctype}")
+        # The prepared frame widens a stored user column only losslessly (int -> float, int -> str,
+        # narrower -> wider int): convert the stored values in every table holding the column.
+        stored_dtypes = dict(
+            pl.from_arrow(self.connection.sql(f"SELECT * FROM {q(table)} LIMIT 0").to_arrow_table()).schema
+        )  # type: ignore[union-attr]
+        for column in widened_columns(dict(frame.schema), stored_dtypes):
+            self._set_column_type(table, column, wanted[column])
         for column in C.STRUCT_COLUMNS:
             self._widen_struct(table, column, frame.schema[column])
         return True
+
+    def _tables_with(self, table: str, column: str) -> list[str]:
+        """The feature's current, history and parent-marker tables that have ``column``."""
+        out = []
+        for schema in ("main", HISTORY, PARENTS):
+            rows = self._run(
+                "SELECT count(*) FROM information_schema.columns WHERE table_schema = ? AND table_name = ? "
+                "AND column_name = ?",
+                [schema, table, column],
+            )
+            if rows[0][0]:
+                out.append(q(table) if schema == "main" else f"{schema}.{q(table)}")
+        return out
+
+    def _set_column_type(self, table: str, column: str, ctype: str) -> None:
+        for target in self._tables_with(table, column):
+            self._run(f"ALTER TABLE {target} ALTER COLUMN {q(column)} SET DATA TYPE {ctype}")
 
     def _widen_struct(
         self, table: str, column: str, incoming: Any = None, targets: Sequence[str] | None = None
@@ -691,6 +717,55 @@ class DuckDBMetadataStore(MetadataStore):
         )
         self._run(f"DELETE FROM {q(table)} AS t USING {replaced} WHERE {key_match}")
         self._run(insert)
+
+    # -- schema changes ---------------------------------------------------------------------------
+    def _duckdb_type(self, dtype: pl.DataType) -> str:
+        """DuckDB's name for a polars dtype (as a write of that dtype would create the column)."""
+        view = f"__metaxy_type_{uuid.uuid4().hex[:12]}"
+        self.connection.register(view, pl.DataFrame(schema={"c": dtype}).to_arrow())
+        try:
+            return str(self._run(f"DESCRIBE SELECT * FROM {q(view)}")[0][1])
+        finally:
+            self.connection.unregister(view)
+
+    def _in_transaction(self, what: str, statements: Sequence[tuple[str, Sequence[Any] | None]]) -> None:
+        self._run("BEGIN TRANSACTION")
+        try:
+            for sql, params in statements:
+                self._run(sql, params)
+            self._run("COMMIT")
+        except duckdb.ConversionException as exc:
+            self._run("ROLLBACK")
+            raise MetadataValidationError(
+                f"{what}: stored values do not convert ({exc}); nothing changed."
+            ) from exc
+        except BaseException:
+            self._run("ROLLBACK")
+            raise
+
+    def _alter_column(self, cls: type[BaseFeature], column: str, dtype: pl.DataType) -> int:
+        table = cls.spec.key.table_name
+        ctype = self._duckdb_type(dtype)
+        self._in_transaction(
+            f"alter_column_type({cls.spec.key}, {column!r}, {dtype})",
+            [
+                (f"ALTER TABLE {target} ALTER COLUMN {q(column)} SET DATA TYPE {ctype}", None)
+                for target in self._tables_with(table, column)
+            ],
+        )
+        return int(self._run(f"SELECT count(*) FROM {q(table)}")[0][0])
+
+    def _add_id_column(self, cls: type[BaseFeature], column: str, dtype: pl.DataType, default: Any) -> int:
+        table = cls.spec.key.table_name
+        ctype = self._duckdb_type(dtype)
+        statements: list[tuple[str, Sequence[Any] | None]] = []
+        for target in (q(table), f"{HISTORY}.{q(table)}"):
+            statements += [
+                (f"ALTER TABLE {target} ADD COLUMN {q(column)} {ctype}", None),
+                (f"UPDATE {target} SET {q(column)} = CAST(? AS {ctype})", [default]),
+            ]
+        self._in_transaction(f"add_id_column({cls.spec.key}, {column!r})", statements)
+        return int(self._run(f"SELECT count(*) FROM {q(table)}")[0][0])
 
     # -- read / delete ----------------------------------------------------------------------------
     def _read(

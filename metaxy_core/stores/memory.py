@@ -10,12 +10,13 @@ import narwhals as nw
 import polars as pl
 
 from metaxy_core import columns as C
-from metaxy_core.errors import ResolveError
+from metaxy_core.errors import MetadataValidationError, ResolveError
 from metaxy_core.feature import BaseFeature
 from metaxy_core.increment import Increment
 from metaxy_core.keys import FeatureKey
 from metaxy_core.lineage import DepPlan, FieldPlan, ResolvePlan, TableSchema, field_column
 from metaxy_core.provenance import PolarsHasher
+from metaxy_core.schema import widened_columns
 from metaxy_core.stores.base import MetadataStore, ParentCover
 
 _MEMBER = "__metaxy_member"
@@ -229,6 +230,8 @@ class InMemoryMetadataStore(MetadataStore):
             return pbf.struct.field(f) if f in present else pl.lit(None, dtype=pl.String)
 
         keys = list(plan.key_columns)
+        # fields the feature no longer has: listed among changed fields where rows still carry them
+        removed = self._removed_fields(plan)
         if plan.key_columns == plan.target_ids:
             return frame.select(
                 *keys,
@@ -237,6 +240,7 @@ class InMemoryMetadataStore(MetadataStore):
                 pl.lit(1, dtype=pl.UInt32).alias("__metaxy_n"),
                 *[field(fp.key).alias("__metaxy_s_" + fp.key) for fp in plan.fields],
                 *[pl.lit(1, dtype=pl.UInt32).alias("__metaxy_n_" + fp.key) for fp in plan.fields],
+                *[field(f).alias("__metaxy_r_" + f) for f in removed],
             )
         return frame.group_by(keys).agg(
             pl.struct([field(fp.key).min().alias(fp.key) for fp in plan.fields]).alias("__metaxy_stored_pbf"),
@@ -247,7 +251,15 @@ class InMemoryMetadataStore(MetadataStore):
                 field(fp.key).drop_nulls().n_unique().cast(pl.UInt32).alias("__metaxy_n_" + fp.key)
                 for fp in plan.fields
             ],
+            *[field(f).max().alias("__metaxy_r_" + f) for f in removed],
         )
+
+    def _removed_fields(self, plan: ResolvePlan) -> list[str]:
+        current = self._current.get(plan.feature)
+        if current is None:
+            return []
+        have = {fp.key for fp in plan.fields}
+        return sorted(f for f in _struct_fields(current.schema[C.PROVENANCE_BY_FIELD]) if f not in have)
 
     def _resolve(
         self,
@@ -288,15 +300,18 @@ class InMemoryMetadataStore(MetadataStore):
             joined = expected.with_columns(pl.lit(True).alias(_PRESENT_E)).join(
                 stored.with_columns(pl.lit(True).alias(_PRESENT_S)), on=keys, how="full", coalesce=True
             )
-            changed = pl.concat_list(
-                [
-                    pl.when(
-                        (pl.col("__metaxy_n_" + fp.key) > 1)
-                        | pl.col("__metaxy_s_" + fp.key).ne_missing(pl.col(field_column(fp.key)))
-                    ).then(pl.lit(fp.key))
-                    for fp in plan.fields
-                ]
-            ).list.drop_nulls()
+            changes = {
+                fp.key: pl.when(
+                    (pl.col("__metaxy_n_" + fp.key) > 1)
+                    | pl.col("__metaxy_s_" + fp.key).ne_missing(pl.col(field_column(fp.key)))
+                ).then(pl.lit(fp.key))
+                for fp in plan.fields
+            }
+            changes |= {
+                f: pl.when(pl.col("__metaxy_r_" + f).is_not_null()).then(pl.lit(f))
+                for f in self._removed_fields(plan)
+            }
+            changed = pl.concat_list([changes[f] for f in sorted(changes)]).list.drop_nulls()
             e, s = pl.col(_PRESENT_E).is_not_null(), pl.col(_PRESENT_S).is_not_null()
             is_stale = (
                 e
@@ -344,6 +359,14 @@ class InMemoryMetadataStore(MetadataStore):
             if markers is not None:
                 self._markers[key] = markers
             return
+        widened = widened_columns(dict(frame.schema), dict(current.schema))
+        if widened:
+            # lossless widening of stored user columns (old values converted, history too)
+            history = self._history[key]
+            current = current.with_columns([pl.col(c).cast(t) for c, t in widened.items()])
+            self._history[key] = history.with_columns(
+                [pl.col(c).cast(t) for c, t in widened.items() if c in history.columns]
+            )
         replaced_keys = frame.select(on).unique() if parents is None else parents.covered
         replaced = current.join(replaced_keys, on=on, how="semi")
         kept = current.join(replaced_keys, on=on, how="anti")
@@ -355,6 +378,29 @@ class InMemoryMetadataStore(MetadataStore):
         self._current[key], self._history[key] = new_current, new_history
         if markers is not None:
             self._markers[key] = markers
+
+    # -- schema changes ---------------------------------------------------------------------------
+    def _alter_column(self, cls: type[BaseFeature], column: str, dtype: pl.DataType) -> int:
+        key = cls.spec.key
+        try:
+            current = self._current[key].with_columns(pl.col(column).cast(dtype, strict=True))
+            history = self._history[key]
+            if column in history.columns:
+                history = history.with_columns(pl.col(column).cast(dtype, strict=True))
+        except pl.exceptions.PolarsError as exc:
+            raise MetadataValidationError(
+                f"alter_column_type({key}, {column!r}): stored values do not convert to {dtype} ({exc}); nothing "
+                "changed."
+            ) from exc
+        self._current[key], self._history[key] = current, history
+        return current.height
+
+    def _add_id_column(self, cls: type[BaseFeature], column: str, dtype: pl.DataType, default: Any) -> int:
+        key = cls.spec.key
+        value = pl.lit(default, dtype=dtype).alias(column)
+        self._current[key] = self._current[key].with_columns(value)
+        self._history[key] = self._history[key].with_columns(value)
+        return self._current[key].height
 
     # -- read / delete ----------------------------------------------------------------------------
     def _read(
