@@ -71,14 +71,15 @@ def _draw(folder: Path, shared: bool) -> tuple[Ticket, list[int]]:
     queue_fd = os.open(folder / "queue", os.O_RDWR | os.O_CREAT, 0o666)
     try:
         fcntl.flock(queue_fd, fcntl.LOCK_EX)
-        raw = os.pread(queue_fd, 1 << 16, 0).decode() or "{}"
+        raw = os.pread(queue_fd, os.fstat(queue_fd).st_size, 0).decode() or "{}"
         try:
             state = json.loads(raw)
         except ValueError:
             state = {}
         number = int(state.get("next", 0))
         writer = state.get("writer")
-        readers = [int(r) for r in state.get("readers", [])]
+        # A finished reader removed its ticket file: forget it, so a long run of readers stays small.
+        readers = [int(r) for r in state.get("readers", []) if (folder / str(r)).exists()]
         waits = ([int(writer)] if writer is not None else []) + ([] if shared else readers)
         if shared:
             state["readers"] = [*readers, number]
