@@ -205,9 +205,10 @@ class MetaxyIOManager(dg.ConfigurableIOManager):
     def resolve_increment(self, feature: type[BaseFeature], *, samples: Any = None) -> MetaxyIncrement:
         """Resolve the increment and read it into memory, holding the store only for that."""
         frame = None if samples is None else _eager_polars(samples)
-        with self.store.open() as store:
-            increment = store.resolve_update(feature, samples=frame)
-            return MetaxyIncrement.from_core(feature, increment)
+        # Outside `with`, an eager resolve opens the store just for the call and read-only where the
+        # engine allows (DuckDB), so the resolves of concurrent steps share the file.
+        increment = self.store.get_store().resolve_update(feature, samples=frame)
+        return MetaxyIncrement.from_core(feature, increment)
 
     def write_rows(
         self,

@@ -12,6 +12,10 @@ processes (e.g. Dagster's multiprocess executor) share a file fairly if they kee
 Calls outside a ``with`` block that only read (``read``, ``resolve_update``, ``list_features``, ...)
 open the file read-only; a ``with store:`` block opens it for writing.
 
+Root samples given to ``resolve_update`` are registered with DuckDB for the query: an eager resolve
+releases them before it returns, a lazy one keeps them until the store closes (the end of the
+``with store:`` block), since its frames read them until then.
+
 Memory: DuckDB's own default budget is 80% of RAM per process, so a few large resolves side by side
 can exhaust a machine. A store that opens its own connection gives DuckDB
 ``memory_limit=min(4 GiB, 25% of RAM)`` (see :func:`default_memory_limit`) and spills to
