@@ -141,6 +141,11 @@ def stored_field_column(field: str) -> str:
     return helper_column("__metaxy_s_", field)
 
 
+def removed_field_column(field: str) -> str:
+    """Helper column of a resolve: the stored provenance of a field the feature no longer has."""
+    return helper_column("__metaxy_r_", field)
+
+
 def stored_count_column(field: str) -> str:
     """Name of the helper column counting a field's distinct stored provenances (expansion)."""
     return helper_column("__metaxy_n_", field)

@@ -30,6 +30,12 @@ operation, in which case the root's samples show up as stale at the next ingest 
 rewritten, their downstream too.
 
 After applying, the current graph is pushed as a snapshot, so the next ``generate`` starts from it.
+
+Schema changes a write cannot make on its own (it widens stored columns losslessly by itself) are
+operations run directly and recorded in the same table: :func:`alter_column_type` (``metaxy
+migrations alter-column FEATURE COLUMN TYPE``) converts a stored column to another type, and
+:func:`add_id_column` (``metaxy migrations add-id-column FEATURE COLUMN --default VALUE``) gives the
+stored rows a value for an id column the feature gained.
 """
 
 import json
@@ -399,6 +405,95 @@ def find_migration(ref: str | Path | None = None, directory: str | Path | None =
     raise MigrationError(
         f"Migration '{ref}' is ambiguous: {', '.join(m.id for m in matches)}. Give the full id."
     )
+
+
+# -- schema operations -----------------------------------------------------------------------------
+_DTYPE_ALIASES: dict[str, pl.DataType] = {
+    "str": pl.String(),
+    "string": pl.String(),
+    "int": pl.Int64(),
+    "float": pl.Float64(),
+    "bool": pl.Boolean(),
+}
+
+
+def parse_dtype(name: "str | pl.DataType | type[pl.DataType]") -> pl.DataType:
+    """A polars dtype from its name (``Float64``, ``pl.String``, ``int``, ...)."""
+    if isinstance(name, pl.DataType):
+        return name
+    if isinstance(name, type) and issubclass(name, pl.DataType):
+        return name()
+    text = str(name).strip().removeprefix("pl.").removeprefix("polars.")
+    if text.lower() in _DTYPE_ALIASES:
+        return _DTYPE_ALIASES[text.lower()]
+    found = getattr(pl, text, None)
+    if isinstance(found, type) and issubclass(found, pl.DataType) and not found.is_nested():
+        return found()
+    raise MigrationError(
+        f"Unknown column type '{name}': use a polars type name such as String, Int64, Float64, Boolean, Date, "
+        "Datetime (or str, int, float, bool)."
+    )
+
+
+def alter_column_type(
+    store: "MetadataStore", feature: Any, column: str, dtype: "str | pl.DataType | type[pl.DataType]"
+) -> int:
+    """Convert a stored user column of ``feature`` to ``dtype`` (current rows and history); recorded.
+
+    For type changes a write refuses (e.g. str -> int, float -> int): every stored value must
+    convert, or nothing changes. Returns the number of current rows.
+    """
+    target = parse_dtype(dtype)
+    with store:
+        cls = store.feature_class(feature)
+        rows = store.alter_column_type(cls, column, target)
+        _record_schema_op(store, "alter_column", f"{cls.spec.key}:{column}:{target}", str(cls.spec.key), rows)
+    return rows
+
+
+def add_id_column(
+    store: "MetadataStore",
+    feature: Any,
+    column: str,
+    default: Any,
+    dtype: "str | pl.DataType | type[pl.DataType] | None" = None,
+) -> int:
+    """Give the stored rows of ``feature`` the id column ``column`` it gained, set to ``default``.
+
+    The feature's spec must already list the column in ``id_columns``. Its type is the declared
+    annotation's (else ``dtype``, else the default's). Returns the number of current rows.
+    """
+    with store:
+        cls = store.feature_class(feature)
+        rows = store.add_id_column(cls, column, default, None if dtype is None else parse_dtype(dtype))
+        _record_schema_op(
+            store, "add_id_column", f"{cls.spec.key}:{column}={default}", str(cls.spec.key), rows
+        )
+    return rows
+
+
+def _record_schema_op(store: "MetadataStore", op: str, what: str, feature_key: str, rows: int) -> None:
+    now = datetime.now(UTC)
+    row = pl.DataFrame(
+        {
+            "migration_id": [f"{op}:{what}@{now.isoformat(timespec='seconds')}"],
+            "feature_key": [feature_key],
+            "op": [op],
+            "rows": [rows],
+            "left_stale": [0],
+            "from_snapshot": [None],
+            "to_snapshot": [None],
+            "applied_at": [now],
+        },
+        schema_overrides={
+            "rows": pl.Int64,
+            "left_stale": pl.Int64,
+            "from_snapshot": pl.String,
+            "to_snapshot": pl.String,
+            "applied_at": pl.Datetime("us", "UTC"),
+        },
+    )
+    store.append_system(MIGRATIONS_TABLE, row)
 
 
 def applied_records(store: "MetadataStore") -> pl.DataFrame:

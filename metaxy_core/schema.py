@@ -52,7 +52,7 @@ def lossless(src: pl.DataType, dst: pl.DataType) -> bool:
     if src.is_integer() and (dst == pl.String or dst.is_float()):
         return True
     if src.is_integer() and dst.is_integer():
-        return dst == pl.Int64 or (src.is_unsigned() and dst == pl.UInt64)
+        return dst == pl.Int64 or (src.is_unsigned_integer() and dst == pl.UInt64)
     if src.is_float() and dst.is_float():
         return dst == pl.Float64
     if isinstance(src, pl.Datetime) and isinstance(dst, pl.Datetime):
@@ -75,7 +75,8 @@ def coerce_declared_columns(
     for name, info in declared.items():
         dtype, nullable = polars_dtype(info.annotation)
         if name not in frame.columns:
-            if not strict_unknown:
+            # A write of no rows (e.g. parents without children) stores no values of the column.
+            if not strict_unknown or frame.height == 0:
                 continue
             if nullable or not info.is_required():
                 fill = info.default if not info.is_required() and info.default is not None else None
@@ -118,7 +119,14 @@ def coerce_declared_columns(
 
 
 def _fit_stored_types(cls: "type[BaseFeature]", frame: pl.DataFrame, stored: "TableSchema") -> pl.DataFrame:
-    """Columns already stored keep their type: coerce losslessly or fail naming the column."""
+    """Columns already stored keep their type, or widen it losslessly; anything else fails naming the fix.
+
+    A frame value that fits the stored type is cast to it. A user column whose stored type fits
+    the frame's losslessly (int -> float, int -> str, a narrower int -> a wider one) keeps the
+    frame's type: the store widens the stored column (old values converted) in the same write.
+    """
+    key = cls.spec.key
+    ids = set(cls.spec.id_columns)
     casts = []
     for name in frame.columns:
         if C.is_system(name) or name not in stored.dtypes:
@@ -126,10 +134,30 @@ def _fit_stored_types(cls: "type[BaseFeature]", frame: pl.DataFrame, stored: "Ta
         have, want = frame.schema[name], stored.dtypes[name]
         if have == want:
             continue
-        if not lossless(have, want):
-            raise MetadataValidationError(
-                f"write({cls.spec.key}): column '{name}' is stored as {want}, but the frame has {have}; convert it "
-                f"to {want} before writing (nothing was written)."
-            )
-        casts.append(pl.col(name).cast(want))
+        if lossless(have, want):
+            casts.append(pl.col(name).cast(want))
+            continue
+        if name not in ids and lossless(want, have):
+            continue  # widened by the store
+        raise MetadataValidationError(
+            f"write({key}): column '{name}' is stored as {want}, but the frame has {have}, and {want} -> {have} is "
+            f"not a lossless widening. Convert the column to {want} before writing, or change the stored type "
+            f"first with a migration: `metaxy migrations alter-column {key} {name} {have}` (Python: "
+            f"metaxy_core.migrations.alter_column_type(store, {cls.__name__}, {name!r}, pl.{have!r})). Nothing was "
+            "written."
+        )
     return frame.with_columns(casts) if casts else frame
+
+
+def widened_columns(
+    frame_schema: "dict[str, pl.DataType]", stored: "dict[str, pl.DataType]"
+) -> dict[str, pl.DataType]:
+    """User columns a prepared write widens: name -> the (wider) incoming type."""
+    return {
+        name: dtype
+        for name, dtype in frame_schema.items()
+        if not C.is_system(name)
+        and name in stored
+        and stored[name] != dtype
+        and lossless(stored[name], dtype)
+    }

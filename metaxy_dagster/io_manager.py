@@ -10,7 +10,9 @@ How a metaxy asset (made by :func:`metaxy_dagster.metaxy_asset`) runs, in one st
 3. **stamp + write** (store open briefly): the rows are joined to the increment on the key columns
    (the id columns; the parent's ``on`` columns for an expansion feature) to attach
    ``metaxy_provenance_by_field`` / ``metaxy_provenance``, upstream columns the increment carried but
-   the feature does not declare are dropped, and everything is written in one atomic ``store.write``.
+   the feature does not declare are dropped, and everything is written in one atomic ``store.write``
+   (for an expansion feature with ``parents=`` the increment's parents, so a parent the body
+   returned no children for is recorded as having none).
    Rows for samples outside the increment, or rows without the id columns, fail the step before
    anything is written. Then the feature's aggregate data version is computed in the store.
 4. the asset returns ``MaterializeResult(data_version=..., metadata=...)``: an IO manager's
@@ -208,9 +210,10 @@ class MetaxyIOManager(dg.ConfigurableIOManager):
         ``filters`` scope it to some samples (a partition): new, stale and orphaned alike.
         """
         frame = None if samples is None else _eager_polars(samples)
-        with self.store.open() as store:
-            increment = store.resolve_update(feature, samples=frame, filters=filters)
-            return MetaxyIncrement.from_core(feature, increment)
+        # Outside `with`, an eager resolve opens the store just for the call and read-only where the
+        # engine allows (DuckDB), so the resolves of concurrent steps share the file.
+        increment = self.store.get_store().resolve_update(feature, samples=frame, filters=filters)
+        return MetaxyIncrement.from_core(feature, increment)
 
     def write_rows(
         self,
@@ -300,10 +303,17 @@ class MetaxyIOManager(dg.ConfigurableIOManager):
                 .join(to_write.select(keys).unique(), on=keys, how="anti", nulls_equal=True)
                 .height
             )
+        # Expansion: every parent of the increment is covered by this write, so a parent the body
+        # returned no rows for is stored as having no children (its old children move to history)
+        # and is in sync afterwards, instead of coming back as new/stale on every run.
+        expansion = tuple(keys) != tuple(feature.spec.id_columns)
+        parents = (
+            todo.select([*keys, C.PROVENANCE_BY_FIELD, C.PROVENANCE]) if expansion and todo.height else None
+        )
         with self.store.open() as store:
             written = (
-                store.write(feature, to_write, materialization_id=materialization_id)
-                if to_write.height
+                store.write(feature, to_write, parents=parents, materialization_id=materialization_id)
+                if to_write.height or parents is not None
                 else 0
             )
             data_version = feature_data_version(store, feature, filters)

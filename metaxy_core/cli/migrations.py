@@ -1,4 +1,4 @@
-"""``metaxy migrations generate | apply | status``."""
+"""``metaxy migrations generate | apply | status | alter-column | add-id-column``."""
 
 from pathlib import Path
 from typing import Annotated, Literal
@@ -147,3 +147,67 @@ def status_(
         colour = "green" if r.state == "applied" else "yellow"
         table.add_row(r.id, f"[{colour}]{r.state}[/]", ops)
     stdout().print(table)
+
+
+@migrations_app.command(name="alter-column")
+def alter_column(
+    feature: Annotated[str, Parameter(name="FEATURE")],
+    column: Annotated[str, Parameter(name="COLUMN")],
+    dtype: Annotated[str, Parameter(name="TYPE")],
+) -> None:
+    """Convert a stored user column to another type (current rows and history), e.g. Int64 -> String.
+
+    A write widens columns losslessly by itself (int -> float, int -> str); use this for other
+    changes. Every stored value must convert, or nothing changes. Recorded in the migrations table.
+
+    Parameters
+    ----------
+    feature
+        Feature key, e.g. video/raw.
+    column
+        The stored column.
+    dtype
+        The new type: a polars type name (String, Int64, Float64, Boolean, Date, Datetime, ...).
+    """
+    from metaxy_core.migrations import alter_column_type, parse_dtype
+
+    cls = CTX.graph().get_feature(feature)
+    target = parse_dtype(dtype)
+    rows = alter_column_type(CTX.store(), cls, column, target)
+    stdout().print(f"Converted {feature}.{column} to {target} ({rows} current row(s), history included).")
+
+
+@migrations_app.command(name="add-id-column")
+def add_id_column_(
+    feature: Annotated[str, Parameter(name="FEATURE")],
+    column: Annotated[str, Parameter(name="COLUMN")],
+    *,
+    default: str,
+    dtype: Annotated[str | None, Parameter(name="--type")] = None,
+) -> None:
+    """Give stored rows a value for an id column the feature gained (it must be in its id_columns).
+
+    Parameters
+    ----------
+    feature
+        Feature key, e.g. video/raw.
+    column
+        The new id column.
+    default
+        The value every stored row (and history row) gets; converted to the column's type.
+    dtype
+        The column's type when the feature does not annotate it (default: String).
+    """
+    from metaxy_core.migrations import add_id_column, parse_dtype
+
+    cls = CTX.graph().get_feature(feature)
+    target = parse_dtype(dtype) if dtype is not None else None
+    if target is None:
+        from metaxy_core.schema import polars_dtype
+
+        info = cls.model_fields.get(column)
+        target = (polars_dtype(info.annotation)[0] if info is not None else None) or parse_dtype("String")
+    rows = add_id_column(CTX.store(), cls, column, default, target)
+    stdout().print(
+        f"Added id column {feature}.{column} = {default!r} to {rows} current row(s) and their history."
+    )

@@ -6,7 +6,7 @@ store gives byte-identical provenance. Callers hand in the rows (current rows of
 stored target rows), already restricted by the user's filters.
 """
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 import narwhals as nw
 import polars as pl
@@ -121,11 +121,20 @@ def stored_columns(plan: ResolvePlan) -> list[str]:
     return [*dict.fromkeys([*plan.key_columns, C.PROVENANCE_BY_FIELD, C.PROVENANCE])]
 
 
+def removed_fields(plan: ResolvePlan, present: Iterable[str]) -> list[str]:
+    """Stored provenance fields the feature no longer has (they count as changed where rows carry them)."""
+    have = {fp.key for fp in plan.fields}
+    return sorted(f for f in present if f not in have)
+
+
 def stored_frame(plan: ResolvePlan, frame: pl.LazyFrame, present: set[str]) -> pl.LazyFrame:
     """Stored current rows at increment granularity (grouped by parent for expansion).
 
     ``present``: the provenance fields the stored struct has (a field added later reads as null).
+    Fields the feature no longer has get a ``__metaxy_r_<field>`` column, non-null where a row still
+    has provenance for them (see :func:`removed_fields`).
     """
+    removed = removed_fields(plan, present)
     pbf = pl.col(C.PROVENANCE_BY_FIELD)
 
     def field(f: str) -> pl.Expr:
@@ -140,6 +149,7 @@ def stored_frame(plan: ResolvePlan, frame: pl.LazyFrame, present: set[str]) -> p
             pl.lit(1, dtype=pl.UInt32).alias("__metaxy_n"),
             *[field(fp.key).alias("__metaxy_s_" + fp.key) for fp in plan.fields],
             *[pl.lit(1, dtype=pl.UInt32).alias("__metaxy_n_" + fp.key) for fp in plan.fields],
+            *[field(f).alias("__metaxy_r_" + f) for f in removed],
         )
     return frame.group_by(keys).agg(
         pl.struct([field(fp.key).min().alias(fp.key) for fp in plan.fields]).alias("__metaxy_stored_pbf"),
@@ -150,6 +160,7 @@ def stored_frame(plan: ResolvePlan, frame: pl.LazyFrame, present: set[str]) -> p
             field(fp.key).drop_nulls().n_unique().cast(pl.UInt32).alias("__metaxy_n_" + fp.key)
             for fp in plan.fields
         ],
+        *[field(f).max().alias("__metaxy_r_" + f) for f in removed],
     )
 
 
@@ -188,15 +199,19 @@ def increment(
         joined = expected.with_columns(pl.lit(True).alias(_PRESENT_E)).join(
             stored.with_columns(pl.lit(True).alias(_PRESENT_S)), on=keys, how="full", coalesce=True
         )
-        changed = pl.concat_list(
-            [
-                pl.when(
-                    (pl.col("__metaxy_n_" + fp.key) > 1)
-                    | pl.col("__metaxy_s_" + fp.key).ne_missing(pl.col(field_column(fp.key)))
-                ).then(pl.lit(fp.key))
-                for fp in plan.fields
-            ]
-        ).list.drop_nulls()
+        changes = {
+            fp.key: pl.when(
+                (pl.col("__metaxy_n_" + fp.key) > 1)
+                | pl.col("__metaxy_s_" + fp.key).ne_missing(pl.col(field_column(fp.key)))
+            ).then(pl.lit(fp.key))
+            for fp in plan.fields
+        }
+        # a removed field changed for every stored row that still has provenance for it
+        removed = [
+            c.removeprefix("__metaxy_r_") for c in stored.collect_schema() if c.startswith("__metaxy_r_")
+        ]
+        changes |= {f: pl.when(pl.col("__metaxy_r_" + f).is_not_null()).then(pl.lit(f)) for f in removed}
+        changed = pl.concat_list([changes[f] for f in sorted(changes)]).list.drop_nulls()
         e, s = pl.col(_PRESENT_E).is_not_null(), pl.col(_PRESENT_S).is_not_null()
         is_stale = (
             e

@@ -17,6 +17,7 @@ from metaxy_core.lineage import (
     ResolvePlan,
     TableSchema,
     field_column,
+    removed_field_column,
     stored_count_column,
     stored_field_column,
 )
@@ -176,10 +177,24 @@ def expected_sql(
     return f"SELECT * FROM ({outer}) AS e1{_where(target_filters)}"
 
 
+def removed_fields(plan: ResolvePlan, schema: TableSchema | None) -> list[str]:
+    """Fields stored rows may carry provenance for that the feature no longer has."""
+    if schema is None:
+        return []
+    current = {fp.key for fp in plan.fields}
+    return sorted(f for f in schema.struct_fields.get(C.PROVENANCE_BY_FIELD, ()) if f not in current)
+
+
 def stored_sql(d: SqlDialect, plan: ResolvePlan, source: str, schema: TableSchema) -> str:
-    """Stored current rows at increment granularity (grouped by parent for expansion)."""
+    """Stored current rows at increment granularity (grouped by parent for expansion).
+
+    Besides the provenance summaries, one ``__metaxy_r_<field>`` column per removed field (see
+    :func:`removed_fields`): non-NULL when a stored row still has provenance for it, so
+    :func:`diff_sql` lists the field among a stale row's changed fields.
+    """
     present = set(schema.struct_fields.get(C.PROVENANCE_BY_FIELD, ()))
     pbf = q(C.PROVENANCE_BY_FIELD)
+    removed = removed_fields(plan, schema)
 
     def stored_field(f: str) -> str:
         return d.struct_field(pbf, f) if f in present else d.null_string()
@@ -197,6 +212,7 @@ def stored_sql(d: SqlDialect, plan: ResolvePlan, source: str, schema: TableSchem
                 f"{stored_field(fp.key)} AS {q(stored_field_column(fp.key))}",
                 f"1 AS {q(stored_count_column(fp.key))}",
             ]
+        cols += [f"{stored_field(f)} AS {q(removed_field_column(f))}" for f in removed]
         return f"SELECT {', '.join(cols)} FROM ({source}) AS t"
     # Expansion: one row per parent; deterministic summaries of its children.
     items = [(fp.key, f"min({stored_field(fp.key)})") for fp in plan.fields]
@@ -211,13 +227,22 @@ def stored_sql(d: SqlDialect, plan: ResolvePlan, source: str, schema: TableSchem
             f"min({stored_field(fp.key)}) AS {q(stored_field_column(fp.key))}",
             f"count(DISTINCT {stored_field(fp.key)}) AS {q(stored_count_column(fp.key))}",
         ]
+    cols += [f"max({stored_field(f)}) AS {q(removed_field_column(f))}" for f in removed]
     return f"SELECT {', '.join(cols)} FROM ({source}) AS t GROUP BY {keys}"
 
 
 def diff_sql(
-    d: SqlDialect, plan: ResolvePlan, expected: str, stored: str | None, carried: Sequence[str]
+    d: SqlDialect,
+    plan: ResolvePlan,
+    expected: str,
+    stored: str | None,
+    carried: Sequence[str],
+    removed: Sequence[str] = (),
 ) -> str:
-    """Every differing key with its status; expected columns for new/stale, stored ones for orphaned."""
+    """Every differing key with its status; expected columns for new/stale, stored ones for orphaned.
+
+    ``removed``: the :func:`removed_fields` the ``stored`` query (from :func:`stored_sql`) carries.
+    """
     keys = ", ".join(q(c) for c in plan.key_columns)
     pbf, prov = q(C.PROVENANCE_BY_FIELD), q(C.PROVENANCE)
     non_key = [c for c in carried if c not in plan.key_columns]
@@ -228,13 +253,14 @@ def diff_sql(
             f"SELECT 'new' AS {STATUS}, {', '.join(cols)}, {all_fields} AS {q(C.CHANGED_FIELDS)}, "
             f"CAST(NULL AS VARCHAR) AS {q(STORED_PROV)}, {pbf} AS {q(STORED_PBF)} FROM ({expected}) AS e"
         )
-    changed = d.list_of_non_null(
-        [
-            f"CASE WHEN s.{q(stored_count_column(fp.key))} > 1 OR s.{q(stored_field_column(fp.key))} IS DISTINCT FROM "
-            f"e.{q(field_column(fp.key))} THEN {lit(fp.key)} END"
-            for fp in plan.fields
-        ]
-    )
+    changes = {
+        fp.key: f"CASE WHEN s.{q(stored_count_column(fp.key))} > 1 OR s.{q(stored_field_column(fp.key))} "
+        f"IS DISTINCT FROM e.{q(field_column(fp.key))} THEN {lit(fp.key)} END"
+        for fp in plan.fields
+    }
+    # a removed field changed for every stored row that still has provenance for it
+    changes |= {f: f"CASE WHEN s.{q(removed_field_column(f))} IS NOT NULL THEN {lit(f)} END" for f in removed}
+    changed = d.list_of_non_null([changes[f] for f in sorted(changes)])
     status = (
         "CASE WHEN s.__metaxy_present IS NULL THEN 'new' WHEN e.__metaxy_present IS NULL THEN 'orphaned' "
         "ELSE 'stale' END"

@@ -9,6 +9,7 @@ import abc
 import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any, ClassVar, Self
@@ -85,6 +86,23 @@ def normalize_filters(filters: Filters) -> list[Any]:
     return list(filters)
 
 
+@dataclass(frozen=True)
+class ParentCover:
+    """The parents an expansion feature's write covers, for ``_write(..., parents=...)``.
+
+    ``covered``: the parent's ``on`` columns of every covered parent (the parents of the written
+    rows plus those given in ``write(parents=...)``); all their stored children are replaced.
+    ``empty``: one *parent marker* row per covered parent without children: the ``on`` columns and
+    the same system columns as a written row (stamped the same way). A store keeps markers in a
+    per-feature table, drops the markers of every covered parent and inserts ``empty`` in the same
+    transaction as the rows, and adds the markers to the stored side of a resolve (``stored_sql``
+    groups them with the children), so a parent computed to have no children is in sync.
+    """
+
+    covered: pl.DataFrame
+    empty: pl.DataFrame
+
+
 class MetadataStore(abc.ABC):
     """Stores feature metadata and resolves increments inside its engine.
 
@@ -94,12 +112,18 @@ class MetadataStore(abc.ABC):
 
     kind: ClassVar[str] = "abstract"
     supports_lazy: ClassVar[bool] = True
+    read_only: bool = False
+    """A read-only store reads and resolves; ``write``, ``delete`` and ``append_system`` refuse."""
+    supports_parent_markers: ClassVar[bool] = False
+    """True when ``_write`` takes ``parents=`` (:class:`ParentCover`) for expansion features and the
+    resolve reads the parent markers; without it ``write(parents=...)`` is refused."""
 
     def __init__(self, *, hash_algorithm: str = "sha256", hash_length: int | None = None) -> None:
         self.hash_algorithm = hash_algorithm
         # A store does not read settings: whoever builds it passes the hash length (the config does).
         self._hash_length = DEFAULT_HASH_LENGTH if hash_length is None else hash_length
         self._depth = 0
+        self._opening_for_read = False
         check_hash_settings(hash_algorithm, self._hash_length)
 
     # -- settings ---------------------------------------------------------------------------------
@@ -135,25 +159,40 @@ class MetadataStore(abc.ABC):
         return self._depth > 0
 
     @contextmanager
-    def _session(self, what: str | None = None, error: type[MetaxyError] = StoreError) -> Iterator[None]:
+    def _session(
+        self, what: str | None = None, error: type[MetaxyError] = StoreError, *, reading: bool = False
+    ) -> Iterator[None]:
         """Open for the duration of one call when the caller did not use ``with store:``.
 
+        ``reading``: the call only reads, so a store opened just for it may open read-only (a
+        ``with store:`` block is always opened for writing: the store cannot know what comes next).
         Engine exceptions (DuckDB, polars, ...) are translated here, at the store boundary, into one
         metaxy error naming the operation, so callers catch one family whatever the backend.
         """
-        with self:
-            try:
-                yield
-            except MetaxyError:
+        self._opening_for_read = reading and self._depth == 0
+        try:
+            self.__enter__()
+        finally:
+            self._opening_for_read = False
+        try:
+            yield
+        except MetaxyError:
+            raise
+        except Exception as exc:
+            if what is None:
                 raise
-            except Exception as exc:
-                if what is None:
-                    raise
-                # polars appends its whole query plan to errors: keep only the reason
-                reason = polars_error_reason(exc) if type(exc).__module__.startswith("polars") else exc
-                raise error(
-                    f"{what} failed in {type(self).__name__}: {type(exc).__name__}: {reason}"
-                ) from exc
+            # polars appends its whole query plan to errors: keep only the reason
+            reason = polars_error_reason(exc) if type(exc).__module__.startswith("polars") else exc
+            raise error(f"{what} failed in {type(self).__name__}: {type(exc).__name__}: {reason}") from exc
+        finally:
+            self.__exit__(None, None, None)
+
+    def _require_writable(self, what: str) -> None:
+        if self.read_only:
+            raise StoreError(
+                f"{what}: {self!r} is read-only (read_only=True); it can read and resolve but not write. "
+                "Use a store without read_only to write."
+            )
 
     @abc.abstractmethod
     def _open(self) -> None: ...
@@ -188,8 +227,9 @@ class MetadataStore(abc.ABC):
         ``filters`` restrict the target samples on both sides. ``lazy=True`` returns lazy frames.
         """
         cls = self.feature_class(feature)
-        with self._session(f"resolve_update({cls.spec.key})", ResolveError):
+        with self._session(f"resolve_update({cls.spec.key})", ResolveError, reading=True):
             plan = build_plan(cls.graph, cls.spec.key, self._schema)
+            _check_stored_ids(cls, self._schema(cls.spec.key), "resolve_update", ResolveError)
             samples_pl: pl.DataFrame | None = None
             if not cls.spec.deps:
                 if samples is None:
@@ -207,22 +247,58 @@ class MetadataStore(abc.ABC):
                 lazy = False
             return self._resolve(cls, plan, samples_pl, normalize_filters(filters), lazy)
 
-    def write(self, feature: FeatureRef, df: Any, *, materialization_id: str | None = None) -> int:
+    def write(
+        self,
+        feature: FeatureRef,
+        df: Any,
+        *,
+        parents: Any = None,
+        materialization_id: str | None = None,
+    ) -> int:
         """Validate, stamp and store rows atomically; returns the number of rows written.
 
         Rows replace the stored rows of the same samples (for expansion features: all stored
         children of every parent present in ``df``). Provenance columns are stored as given; a
         missing ``metaxy_provenance`` is computed from the struct, missing data versions default
         to the provenance.
+
+        ``parents`` (expansion features only): a frame of the parents this write covers, with the
+        expansion's ``on`` columns. A covered parent without rows in ``df`` has its stored children
+        removed (kept in history) and is recorded as having none, so the next resolve counts it in
+        sync. Such parents need their ``metaxy_provenance_by_field`` and ``metaxy_provenance``
+        in the frame: pass the increment rows (``increment.new`` / ``.stale``). ``df`` may be empty.
         """
         cls = self.feature_class(feature)
+        self._require_writable(f"write({cls.spec.key})")
         frame = to_polars(df, f"write({cls.spec.key})")
+        parents_frame = None if parents is None else to_polars(parents, f"write({cls.spec.key}, parents=...)")
+        expansion = self._replace_key(cls) != tuple(cls.spec.id_columns)
+        if parents_frame is not None and not expansion:
+            raise MetadataValidationError(
+                f"write({cls.spec.key}, parents=...): parents= is for expansion features (1:N lineage); "
+                f"'{cls.spec.key}' has one row per sample: drop parents=."
+            )
+        if parents_frame is not None and not self.supports_parent_markers:
+            raise StoreError(
+                f"write({cls.spec.key}, parents=...): {type(self).__name__} does not record parents without "
+                "children yet; write each parent's children instead."
+            )
         with self._session(f"write({cls.spec.key})"):
             schema = self._schema(cls.spec.key)
-            prepared = self._prepare_write(cls, frame, schema, materialization_id or uuid.uuid4().hex)
-            if prepared.height == 0:
+            _check_stored_ids(cls, schema, "write")
+            mid = materialization_id or uuid.uuid4().hex
+            if frame.height == 0 and parents_frame is not None:
+                frame = self._empty_rows(cls, frame, schema, parents_frame)
+            prepared = self._prepare_write(cls, frame, schema, mid)
+            cover = None
+            if expansion and self.supports_parent_markers:
+                cover = self._parent_cover(cls, prepared, schema, parents_frame, mid)
+            if prepared.height == 0 and (cover is None or cover.covered.height == 0):
                 return 0
-            self._write(cls, prepared, self._replace_key(cls))
+            if cover is None:
+                self._write(cls, prepared, self._replace_key(cls))
+            else:
+                self._write(cls, prepared, self._replace_key(cls), parents=cover)
         return prepared.height
 
     def _import_rows(self, feature: FeatureRef, frame: pl.DataFrame) -> int:
@@ -257,7 +333,7 @@ class MetadataStore(abc.ABC):
     ) -> Any:
         """Current rows (or every stored version with ``history=True``) as a narwhals frame."""
         cls = self.feature_class(feature)
-        with self._session(f"read({cls.spec.key})"):
+        with self._session(f"read({cls.spec.key})", reading=True):
             if self._schema(cls.spec.key) is None:
                 raise FeatureNotFoundError(
                     f"No metadata stored for feature '{cls.spec.key}' yet. Stored features: "
@@ -276,6 +352,7 @@ class MetadataStore(abc.ABC):
         forgotten or empty filter never wipes a feature.
         """
         cls = self.feature_class(feature)
+        self._require_writable(f"delete({cls.spec.key})")
         selected = [f for f in normalize_filters(filters) if not (isinstance(f, str) and not f.strip())]
         if all_rows and selected:
             raise FilterError(f"delete({cls.spec.key}): give either filters or all_rows=True, not both.")
@@ -291,24 +368,79 @@ class MetadataStore(abc.ABC):
 
     def has_feature(self, feature: FeatureRef) -> bool:
         key = self.feature_class(feature).spec.key if isinstance(feature, type) else FeatureKey(feature)  # type: ignore[arg-type]
-        with self._session():
+        with self._session(reading=True):
             return self._schema(key) is not None
 
     def list_features(self) -> list[FeatureKey]:
         """Keys of the features with a stored table, sorted."""
-        with self._session():
+        with self._session(reading=True):
             return sorted(self._list_features())
+
+    # -- schema changes (run by metaxy_core.migrations) -------------------------------------------
+    def alter_column_type(self, feature: FeatureRef, column: str, dtype: pl.DataType) -> int:
+        """Change the stored type of a user column in current rows and history; returns current rows.
+
+        Values are converted by the engine; if one does not convert, nothing changes.
+        """
+        cls = self.feature_class(feature)
+        key = cls.spec.key
+        self._require_writable(f"alter_column_type({key})")
+        with self._session(f"alter_column_type({key}, {column!r})"):
+            schema = self._schema(key)
+            if schema is None:
+                raise FeatureNotFoundError(f"alter_column_type({key}): no metadata stored for '{key}' yet.")
+            if C.is_system(column) or column not in schema.columns:
+                raise MetadataValidationError(
+                    f"alter_column_type({key}): '{column}' is not a stored user column of '{key}' (stored: "
+                    f"{list(schema.columns)})."
+                )
+            return self._alter_column(cls, column, dtype)
+
+    def add_id_column(
+        self, feature: FeatureRef, column: str, default: Any, dtype: pl.DataType | None = None
+    ) -> int:
+        """Add an id column the feature gained to its stored rows (and history), set to ``default``."""
+        cls = self.feature_class(feature)
+        key = cls.spec.key
+        self._require_writable(f"add_id_column({key})")
+        if column not in cls.spec.id_columns:
+            raise MetadataValidationError(
+                f"add_id_column({key}): '{column}' is not an id column of '{key}' (id_columns: "
+                f"{list(cls.spec.id_columns)}); declare it in the feature's spec first."
+            )
+        if default is None:
+            raise MetadataValidationError(f"add_id_column({key}, {column!r}): give a non-null default.")
+        if dtype is None:
+            from metaxy_core.schema import polars_dtype
+
+            info = cls.model_fields.get(column)
+            dtype = polars_dtype(info.annotation)[0] if info is not None else None
+            dtype = dtype or pl.Series([default]).dtype
+        with self._session(f"add_id_column({key}, {column!r})"):
+            schema = self._schema(key)
+            if schema is None:
+                raise FeatureNotFoundError(f"add_id_column({key}): no metadata stored for '{key}' yet.")
+            if column in schema.columns:
+                raise MetadataValidationError(f"add_id_column({key}): '{column}' is already stored.")
+            return self._add_id_column(cls, column, dtype, pl.Series([default]).cast(dtype).item())
+
+    def _alter_column(self, cls: type[BaseFeature], column: str, dtype: pl.DataType) -> int:
+        raise StoreError(f"{type(self).__name__} cannot change stored column types yet.")
+
+    def _add_id_column(self, cls: type[BaseFeature], column: str, dtype: pl.DataType, default: Any) -> int:
+        raise StoreError(f"{type(self).__name__} cannot add stored id columns yet.")
 
     # -- system tables (graph snapshots, migration records, ...) ------------------------------------
     def append_system(self, name: str, rows: Any) -> None:
         """Append ``rows`` (any frame) to the system table ``name``, creating it on first use."""
         frame = to_polars(rows, f"append_system({name})")
+        self._require_writable(f"append_system({name})")
         with self._session():
             self._append_system(name, frame)
 
     def read_system(self, name: str) -> pl.DataFrame | None:
         """All rows of the system table ``name`` as polars, or None when it does not exist yet."""
-        with self._session():
+        with self._session(reading=True):
             return self._read_system(name)
 
     @abc.abstractmethod
@@ -332,7 +464,19 @@ class MetadataStore(abc.ABC):
     ) -> Increment: ...
 
     @abc.abstractmethod
-    def _write(self, cls: type[BaseFeature], frame: pl.DataFrame, replace_key: tuple[str, ...]) -> None: ...
+    def _write(
+        self,
+        cls: type[BaseFeature],
+        frame: pl.DataFrame,
+        replace_key: tuple[str, ...],
+        parents: ParentCover | None = None,
+    ) -> None:
+        """Store prepared rows atomically, replacing the stored rows of their ``replace_key`` values.
+
+        ``parents`` is given only to stores with ``supports_parent_markers``, for every write of an
+        expansion feature: replace the children of ``parents.covered`` (not only of the frame's
+        parents) and maintain the parent markers (see :class:`ParentCover`).
+        """
 
     @abc.abstractmethod
     def _read(
@@ -358,6 +502,90 @@ class MetadataStore(abc.ABC):
             if dep.lineage.type == "expansion":
                 return tuple(dep.lineage.on or ())
         return tuple(cls.spec.id_columns)
+
+    def _empty_rows(
+        self, cls: type[BaseFeature], frame: pl.DataFrame, schema: TableSchema | None, parents: pl.DataFrame
+    ) -> pl.DataFrame:
+        """A zero-row write as a typed empty frame of id, parent and provenance columns.
+
+        With no rows there is nothing to validate, and the caller's empty frame may lack columns or
+        have untyped (null) ones that must not become the stored column types.
+        """
+        on = self._replace_key(cls)
+        stored = schema.dtypes if schema is not None else {}
+        columns: dict[str, pl.DataType] = {}
+        for name in dict.fromkeys([*cls.spec.id_columns, *on]):
+            dtype = stored.get(name)
+            for source in (frame, parents):
+                if dtype is None and name in source.columns and source.schema[name] != pl.Null:
+                    dtype = source.schema[name]
+            columns[name] = dtype if dtype is not None else pl.String()
+        fields = sorted(str(f) for f in cls.spec.field_keys)
+        columns[C.PROVENANCE_BY_FIELD] = pl.Struct({f: pl.String for f in fields})
+        return pl.DataFrame(schema=columns)
+
+    def _parent_cover(
+        self,
+        cls: type[BaseFeature],
+        prepared: pl.DataFrame,
+        schema: TableSchema | None,
+        parents: pl.DataFrame | None,
+        materialization_id: str,
+    ) -> ParentCover:
+        key = cls.spec.key
+        on = list(self._replace_key(cls))
+        with_rows = prepared.select(on).unique()
+        if parents is None:
+            return ParentCover(covered=with_rows, empty=prepared.head(0).select(_marker_columns(on)))
+        missing = [c for c in on if c not in parents.columns]
+        if missing:
+            raise MetadataValidationError(
+                f"write({key}, parents=...): the parents frame lacks the expansion's on column(s) {missing}; it "
+                f"needs {on} (e.g. pass the increment's rows)."
+            )
+        nulls = [c for c in on if parents.get_column(c).null_count()]
+        if nulls:
+            raise MetadataValidationError(
+                f"write({key}, parents=...): on column(s) {nulls} have null values; every parent needs its ids."
+            )
+        # Parents match the stored (else the written) on-column types, so keys compare in the engine.
+        target = {c: (schema.dtypes.get(c) if schema is not None else None) or prepared.schema[c] for c in on}
+        parents = parents.with_columns(
+            [pl.col(c).cast(t) for c, t in target.items() if parents.schema[c] != t]
+        ).unique(subset=on, keep="first")
+        empty = parents.join(with_rows, on=on, how="anti", nulls_equal=True)
+        covered = pl.concat([with_rows, parents.select(on)], how="vertical_relaxed").unique()
+        if empty.height == 0:
+            return ParentCover(covered=covered, empty=prepared.head(0).select(_marker_columns(on)))
+        absent = [c for c in (C.PROVENANCE_BY_FIELD, C.PROVENANCE) if c not in empty.columns]
+        if absent:
+            raise MetadataValidationError(
+                f"write({key}, parents=...): {empty.height} parent(s) have no rows, e.g. "
+                f"{empty.select(on).head(3).to_dicts()}, so the store records them as parents without children; "
+                f"that needs their {absent} column(s): pass the increment's rows (increment.new / .stale) as parents."
+            )
+        empty = _normalize_struct(empty, C.PROVENANCE_BY_FIELD, cls, required=True, what="write(parents=...)")
+        null_prov = empty.get_column(C.PROVENANCE).null_count()
+        if null_prov:
+            raise MetadataValidationError(
+                f"write({key}, parents=...): {null_prov} parent(s) without rows have a null '{C.PROVENANCE}'."
+            )
+        now = datetime.now(UTC)
+        graph = cls.graph
+        markers = empty.select(
+            *on,
+            C.PROVENANCE_BY_FIELD,
+            pl.col(C.PROVENANCE).cast(pl.String),
+            pl.col(C.PROVENANCE_BY_FIELD).alias(C.DATA_VERSION_BY_FIELD),
+            pl.col(C.PROVENANCE).cast(pl.String).alias(C.DATA_VERSION),
+            pl.lit(graph.feature_version(key), dtype=pl.String).alias(C.FEATURE_VERSION),
+            pl.lit(graph.snapshot_version, dtype=pl.String).alias(C.SNAPSHOT_VERSION),
+            pl.lit(now, dtype=pl.Datetime("us", "UTC")).alias(C.CREATED_AT),
+            pl.lit(now, dtype=pl.Datetime("us", "UTC")).alias(C.UPDATED_AT),
+            pl.lit(None, dtype=pl.Datetime("us", "UTC")).alias(C.DELETED_AT),
+            pl.lit(materialization_id, dtype=pl.String).alias(C.MATERIALIZATION_ID),
+        )
+        return ParentCover(covered=covered, empty=markers)
 
     def _prepare_samples(self, cls: type[BaseFeature], samples: Any) -> pl.DataFrame:
         frame = to_polars(samples, f"resolve_update({cls.spec.key}, samples=...)")
@@ -485,6 +713,45 @@ class MetadataStore(abc.ABC):
             pl.lit(materialization_id, dtype=pl.String).alias(C.MATERIALIZATION_ID),
         )
         return frame
+
+
+def _check_stored_ids(
+    cls: type[BaseFeature],
+    schema: TableSchema | None,
+    what: str,
+    error: type[MetaxyError] = MetadataValidationError,
+) -> None:
+    """A feature that gained an id column cannot use its stored rows until they get a value for it."""
+    if schema is None:
+        return
+    missing = [c for c in cls.spec.id_columns if c not in schema.columns]
+    if not missing:
+        return
+    key, column = cls.spec.key, missing[0]
+    raise error(
+        f"{what}({key}): id column(s) {missing} of '{key}' are not in its stored table (stored columns: "
+        f"{list(schema.columns)}): the feature gained an id column, and the stored rows have no value for it. "
+        f"Give them one with a migration first: `metaxy migrations add-id-column {key} {column} --default VALUE` "
+        f"(Python: metaxy_core.migrations.add_id_column(store, {cls.__name__}, {column!r}, default=...)), or "
+        "write the feature under a new key."
+    )
+
+
+def _marker_columns(on: Sequence[str]) -> list[str]:
+    """Columns of a parent marker row: the parent's ids and the stamped system columns."""
+    return [
+        *on,
+        C.PROVENANCE_BY_FIELD,
+        C.PROVENANCE,
+        C.DATA_VERSION_BY_FIELD,
+        C.DATA_VERSION,
+        C.FEATURE_VERSION,
+        C.SNAPSHOT_VERSION,
+        C.CREATED_AT,
+        C.UPDATED_AT,
+        C.DELETED_AT,
+        C.MATERIALIZATION_ID,
+    ]
 
 
 def _check_ids(frame: pl.DataFrame, key: FeatureKey, ids: Sequence[str], what: str) -> None:

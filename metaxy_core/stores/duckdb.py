@@ -5,12 +5,26 @@ row versions in ``metaxy_history``, and system tables in ``metaxy_system``. Writ
 key with ``DELETE`` + ``INSERT`` in one transaction (no index: an index makes bulk upserts ~10x
 slower), so reads of current state never merge history.
 
-A DuckDB file can be opened by one process at a time. The store opens it per ``with store:`` block
-and retries while another process holds the lock, so several processes (e.g. Dagster's multiprocess
-executor) can share a file if they keep their blocks short.
+A DuckDB file can be opened by one writing process, or by several reading ones, at a time. The store
+opens it per ``with store:`` block (or per call outside one) after queueing in ``<database>.locks/``
+beside the file: processes are served in arrival order, consecutive readers together, so several
+processes (e.g. Dagster's multiprocess executor) share a file fairly if they keep their blocks short.
+Calls outside a ``with`` block that only read (``read``, ``resolve_update``, ``list_features``, ...)
+open the file read-only; a ``with store:`` block opens it for writing.
+
+Root samples given to ``resolve_update`` are registered with DuckDB for the query: an eager resolve
+releases them before it returns, a lazy one keeps them until the store closes (the end of the
+``with store:`` block), since its frames read them until then.
+
+Memory: DuckDB's own default budget is 80% of RAM per process, so a few large resolves side by side
+can exhaust a machine. A store that opens its own connection gives DuckDB
+``memory_limit=min(4 GiB, 25% of RAM)`` (see :func:`default_memory_limit`) and spills to
+``<database>.tmp`` beside the file; ``memory_limit=`` or ``config={"memory_limit": ...}`` override it,
+``memory_limit=None`` keeps DuckDB's default. An external ``connection`` keeps its own settings.
 """
 
 import contextlib
+import os
 import random
 import time
 import uuid
@@ -29,6 +43,8 @@ from metaxy_core.filters import compile_filters
 from metaxy_core.increment import Increment
 from metaxy_core.keys import FeatureKey
 from metaxy_core.lineage import ResolvePlan, TableSchema
+from metaxy_core.schema import widened_columns
+from metaxy_core.stores import _queue_lock
 from metaxy_core.stores._sql import (
     STATUS,
     STORED_PBF,
@@ -37,12 +53,42 @@ from metaxy_core.stores._sql import (
     diff_sql,
     expected_sql,
     q,
+    removed_fields,
     stored_sql,
 )
-from metaxy_core.stores.base import MetadataStore, require_open
+from metaxy_core.stores.base import MetadataStore, ParentCover, require_open
 
 HISTORY = "metaxy_history"
 SYSTEM = "metaxy_system"
+PARENTS = "metaxy_parents"
+"""Expansion parents written with no children (one marker row per parent), per feature table."""
+
+_MAX_DEFAULT_MEMORY = 4 * 2**30
+
+
+def _total_memory() -> int | None:
+    """Physical RAM, or the cgroup limit of this container when that is lower."""
+    try:
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return None
+    with contextlib.suppress(OSError, ValueError):
+        limit = Path("/sys/fs/cgroup/memory.max").read_text().strip()
+        if limit != "max":
+            total = min(total, int(limit))
+    return total
+
+
+def default_memory_limit() -> str | None:
+    """The DuckDB ``memory_limit`` a store uses unless told otherwise: min(4 GiB, 25% of RAM).
+
+    4 GiB covers a 10M-sample resolve (DuckDB spills the rest of its joins to disk); a quarter of
+    RAM leaves room for the pipeline itself and for other processes sharing the file.
+    """
+    total = _total_memory()
+    if total is None:
+        return None
+    return f"{min(_MAX_DEFAULT_MEMORY, total // 4) // 2**20}MiB"
 
 
 class DuckDBMetadataStore(MetadataStore):
@@ -51,6 +97,10 @@ class DuckDBMetadataStore(MetadataStore):
     ``compression="fast"`` (default) favours write speed over file size; ``"small"`` keeps DuckDB's
     default compression (about half the write speed, a quarter of the file size). ``connection``
     reuses an open DuckDB connection (e.g. from dagster-duckdb's ``DuckDBResource``).
+    ``read_only=True`` (or ``config={"access_mode": "READ_ONLY"}``) opens the file read-only: reads
+    and resolves work, writes raise. ``lock_timeout`` bounds the wait for other processes (seconds).
+    ``memory_limit`` caps DuckDB's memory (default ``"auto"``: min(4 GiB, 25% of RAM); ``None``:
+    DuckDB's own default); ``config`` passes DuckDB settings and wins over both.
 
     >>> import metaxy_core as mx
     >>> store = mx.DuckDBMetadataStore(database=":memory:")
@@ -60,6 +110,7 @@ class DuckDBMetadataStore(MetadataStore):
     """
 
     kind = "duckdb"
+    supports_parent_markers = True
 
     def __init__(
         self,
@@ -71,17 +122,27 @@ class DuckDBMetadataStore(MetadataStore):
         connection: duckdb.DuckDBPyConnection | None = None,
         config: dict[str, Any] | None = None,
         compression: str = "fast",
+        memory_limit: str | None = "auto",
+        read_only: bool = False,
     ) -> None:
         super().__init__(hash_algorithm=hash_algorithm, hash_length=hash_length)
         self.database = str(database)
         self.lock_timeout = lock_timeout
         self.config = dict(config or {})
+        if str(self.config.get("access_mode", "")).upper() == "READ_ONLY":
+            read_only = True
+            del self.config["access_mode"]  # passed to DuckDB as read_only=
+        self.read_only = read_only
+        self._queued = False
+        self.memory_limit = default_memory_limit() if memory_limit == "auto" else memory_limit
         if compression not in ("fast", "small"):
             raise StoreError(f"compression={compression!r}: use 'fast' (default) or 'small'.")
         self.compression = compression
         self._external = connection
         self._con: duckdb.DuckDBPyConnection | None = None
-        if self.database != ":memory:" and connection is None:
+        # Samples registered for lazy increments: their relations read them until the store closes.
+        self._lazy_views: list[str] = []
+        if self.database != ":memory:" and connection is None and not read_only:
             Path(self.database).parent.mkdir(parents=True, exist_ok=True)
 
     def __repr__(self) -> str:
@@ -90,9 +151,9 @@ class DuckDBMetadataStore(MetadataStore):
     # -- connection -------------------------------------------------------------------------------
     def _open(self) -> None:
         if self._external is not None:
-            self._con = self._external
+            self._con, read_only = self._external, self.read_only
         else:
-            self._con = self._connect_with_retry()
+            self._con, read_only = self._connect()
         con = self._con
         con.execute("SET TimeZone = 'UTC'").fetchall()
         if self.compression == "fast":
@@ -100,28 +161,120 @@ class DuckDBMetadataStore(MetadataStore):
             # million rows per column on them for little gain. Skipping it halves write time; files
             # grow ~4x. compression="small" keeps DuckDB's default.
             con.execute("SET disabled_compression_methods = 'dict_fsst'").fetchall()
-        self._run(f"CREATE SCHEMA IF NOT EXISTS {HISTORY}")
-        self._run(f"CREATE SCHEMA IF NOT EXISTS {SYSTEM}")
+        if not read_only:
+            # A read-only connection cannot create them; every reader checks that a table exists.
+            self._run(f"CREATE SCHEMA IF NOT EXISTS {HISTORY}")
+            self._run(f"CREATE SCHEMA IF NOT EXISTS {SYSTEM}")
 
-    def _connect_with_retry(self) -> duckdb.DuckDBPyConnection:
+    def connect_config(self) -> dict[str, Any]:
+        """DuckDB settings this store opens its connection with: the memory budget, then ``config``."""
+        settings: dict[str, Any] = {}
+        if self.memory_limit is not None:
+            settings["memory_limit"] = self.memory_limit
+        if self.database != ":memory:":
+            # Spill next to the database (same disk, cleaned up by DuckDB), not in the working directory.
+            settings["temp_directory"] = f"{self.database}.tmp"
+        return settings | self.config
+
+    def _connect(self) -> tuple[duckdb.DuckDBPyConnection, bool]:
+        """Queue for the file (see ``_queue_lock``), then open it; returns the connection and its mode.
+
+        Reads outside a ``with store:`` block (and every use of a read-only store) open read-only,
+        so several readers share the file; writers get it alone, in arrival order.
+        """
+        if self.database == ":memory:":
+            return duckdb.connect(":memory:", config=self.connect_config()), False
+        path = Path(self.database)
+        if path.is_dir():
+            raise StoreError(
+                f"Cannot open DuckDB file {self.database}: it is a directory. Point database= at a file, e.g. "
+                f"{path / 'metadata.duckdb'}."
+            )
+        shared = self.read_only or self._opening_for_read
+        if shared and not path.exists():
+            if self.read_only:
+                raise StoreError(
+                    f"Cannot open DuckDB file {self.database} read-only: it does not exist. Write to it with a store "
+                    "without read_only first, or check the path."
+                )
+            shared = False  # a read of a store never written: create the (empty) file
         deadline = time.monotonic() + self.lock_timeout
+        queued = False
+        try:
+            shared = _queue_lock.acquire(self.database, shared, self.lock_timeout)
+            queued = True
+        except PermissionError as exc:
+            # A read-only store on a folder it cannot write: no queue, DuckDB's own lock still holds.
+            if not shared:
+                raise self._permission_error(exc) from exc
+        try:
+            con = self._connect_with_retry(shared, deadline)
+        except BaseException:
+            if queued:
+                _queue_lock.release(self.database)
+            raise
+        self._queued = queued
+        return con, shared
+
+    def _permission_error(self, exc: BaseException) -> StoreError:
+        return StoreError(
+            f"Cannot open DuckDB file {self.database}: permission denied ({exc}). Give this user read access to "
+            "the file (and write access to it and its folder to write), or use read_only=True to only read."
+        )
+
+    def _connect_with_retry(self, read_only: bool, deadline: float) -> duckdb.DuckDBPyConnection:
         delay = 0.02
         while True:
             try:
-                return duckdb.connect(self.database, config=self.config)
-            except duckdb.IOException as exc:
-                if "lock" not in str(exc).lower() or time.monotonic() > deadline:
-                    raise StoreError(
-                        f"Cannot open DuckDB file {self.database}: {exc}. Another process holds it; close it or "
-                        "raise lock_timeout."
-                    ) from exc
-                time.sleep(delay * (1 + random.random()))
-                delay = min(delay * 2, 0.5)
+                return duckdb.connect(self.database, read_only=read_only, config=self.connect_config())
+            except duckdb.Error as exc:
+                message = str(exc)
+                # Held by a process outside the queue (e.g. a DuckDB shell): wait for it.
+                locked = "could not set lock" in message.lower() or "conflicting lock" in message.lower()
+                if locked and time.monotonic() < deadline:
+                    time.sleep(delay * (1 + random.random()))
+                    delay = min(delay * 2, 0.5)
+                    continue
+                raise self._open_error(exc, locked) from exc
+
+    def _open_error(self, exc: duckdb.Error, locked: bool) -> StoreError:
+        message = str(exc)
+        if locked:
+            return _queue_lock.LockTimeoutError(
+                f"Timed out after {self.lock_timeout:g} s waiting for DuckDB file {self.database}: {message}. "
+                "Close the store or program that holds it, or raise lock_timeout."
+            )
+        if "not a valid DuckDB database file" in message:
+            return StoreError(
+                f"Cannot open {self.database}: the file exists but is not a DuckDB database. Check database= (a "
+                "typo, or another tool's file?), or move the file away to start a new store there."
+            )
+        if "Is a directory" in message:
+            return StoreError(
+                f"Cannot open DuckDB file {self.database}: it is a directory. Point database= at a file."
+            )
+        if "Permission denied" in message or "Operation not permitted" in message:
+            return self._permission_error(exc)
+        if "different configuration" in message:
+            return StoreError(
+                f"Cannot open DuckDB file {self.database}: this process already has it open with other settings "
+                f"(read-only or not, or other config=): {message}. Close the other connection first."
+            )
+        return StoreError(f"Cannot open DuckDB file {self.database}: {message}")
 
     def _close(self) -> None:
-        if self._con is not None and self._external is None:
-            self._con.close()
+        if self._con is not None:
+            # An external connection outlives the store: release what this store registered on it.
+            for view in self._lazy_views:
+                with contextlib.suppress(duckdb.Error):
+                    self._con.unregister(view)
+            if self._external is None:
+                self._con.close()
+        self._lazy_views.clear()
         self._con = None
+        if self._queued:
+            self._queued = False
+            _queue_lock.release(self.database)
 
     @property
     def connection(self) -> duckdb.DuckDBPyConnection:
@@ -239,6 +392,15 @@ class DuckDBMetadataStore(MetadataStore):
             self._filled(f"SELECT * FROM {q(table)} WHERE {q(C.DELETED_AT)} IS NULL"), filters
         )
 
+    def _stored_rows(self, plan: ResolvePlan, filters: Sequence[Any]) -> str:
+        """Live stored rows of the target; for expansion with its parent markers (child columns NULL)."""
+        if plan.key_columns == plan.target_ids or not self._table_exists(plan.table, PARENTS):
+            return self._current(plan.table, filters)
+        both = f"SELECT * FROM {q(plan.table)} UNION ALL BY NAME SELECT * FROM {PARENTS}.{q(plan.table)}"
+        return self._filtered(
+            self._filled(f"SELECT * FROM ({both}) AS m WHERE {q(C.DELETED_AT)} IS NULL"), filters
+        )
+
     # -- resolve ----------------------------------------------------------------------------------
     def _resolve(
         self,
@@ -248,17 +410,37 @@ class DuckDBMetadataStore(MetadataStore):
         filters: list[Any],
         lazy: bool,
     ) -> Increment:
-        con = self.connection
+        if samples is None:
+            return self._resolve_sql(plan, None, [], filters, lazy)
+        # The samples are registered as a view only for as long as a query can read them: an eager
+        # resolve releases them at once (a registered Arrow table stays in memory until
+        # unregistered), a lazy one when the store closes (its relations read the view until then).
+        name = f"__metaxy_samples_{uuid.uuid4().hex[:12]}"
+        self.connection.register(name, samples.to_arrow())
+        if lazy:
+            self._lazy_views.append(name)
+            return self._resolve_sql(plan, name, samples.columns, filters, lazy)
+        try:
+            return self._resolve_sql(plan, name, samples.columns, filters, lazy)
+        finally:
+            self.connection.unregister(name)
+
+    def _resolve_sql(
+        self,
+        plan: ResolvePlan,
+        samples_view: str | None,
+        samples_frame_columns: Sequence[str],
+        filters: list[Any],
+        lazy: bool,
+    ) -> Increment:
         d = self.dialect
         target_schema = self._schema(plan.feature)
         samples_source = None
         samples_columns: list[str] = []
-        if samples is not None:
-            name = f"__metaxy_samples_{uuid.uuid4().hex[:12]}"
-            con.register(name, samples.to_arrow())
-            samples_source = f"SELECT * FROM {q(name)}"
-            samples_columns = [c for c in samples.columns if not C.is_system(c)]
-        carried = samples_columns if samples is not None else plan.carried_columns
+        if samples_view is not None:
+            samples_source = f"SELECT * FROM {q(samples_view)}"
+            samples_columns = [c for c in samples_frame_columns if not C.is_system(c)]
+        carried = samples_columns if samples_view is not None else plan.carried_columns
         if plan.missing_required:
             expected = None
         else:
@@ -274,10 +456,10 @@ class DuckDBMetadataStore(MetadataStore):
             )
         stored = None
         if target_schema is not None:
-            stored = stored_sql(d, plan, self._current(plan.table, filters), target_schema)
+            stored = stored_sql(d, plan, self._stored_rows(plan, filters), target_schema)
         if expected is None:
             return self._orphans_only(plan, stored, carried, lazy)
-        diff = diff_sql(d, plan, expected, stored, carried)
+        diff = diff_sql(d, plan, expected, stored, carried, removed_fields(plan, target_schema))
         return self._split(plan, diff, carried, lazy)
 
     def _split(self, plan: ResolvePlan, diff: str, carried: Sequence[str], lazy: bool) -> Increment:
@@ -359,16 +541,29 @@ class DuckDBMetadataStore(MetadataStore):
         )
 
     # -- write ------------------------------------------------------------------------------------
-    def _write(self, cls: type[BaseFeature], frame: pl.DataFrame, replace_key: tuple[str, ...]) -> None:
+    def _write(
+        self,
+        cls: type[BaseFeature],
+        frame: pl.DataFrame,
+        replace_key: tuple[str, ...],
+        parents: ParentCover | None = None,
+    ) -> None:
         con = self.connection
         table = cls.spec.key.table_name
-        incoming = f"__metaxy_incoming_{uuid.uuid4().hex[:12]}"
-        con.register(incoming, frame.to_arrow())
+        tag = uuid.uuid4().hex[:12]
+        incoming, covered, markers = (f"__metaxy_{what}_{tag}" for what in ("incoming", "covered", "markers"))
+        views = {incoming: frame}
+        if parents is not None:
+            views |= {covered: parents.covered, markers: parents.empty}
+        for name, data in views.items():
+            con.register(name, data.to_arrow())
         try:
             self._run("BEGIN TRANSACTION")
             try:
                 if self._ensure_table(table, incoming, frame):
-                    self._upsert(table, incoming, frame, replace_key)
+                    self._upsert(table, incoming, frame, replace_key, covered if parents else None)
+                if parents is not None:
+                    self._write_markers(table, replace_key, covered, markers, parents.empty)
                 self._run("COMMIT")
             except BaseException:
                 self._run("ROLLBACK")
@@ -381,7 +576,25 @@ class DuckDBMetadataStore(MetadataStore):
         except duckdb.Error as exc:
             raise StoreError(f"write({cls.spec.key}) failed in DuckDB and was rolled back: {exc}") from exc
         finally:
-            con.unregister(incoming)
+            for name in views:
+                con.unregister(name)
+
+    def _write_markers(
+        self, table: str, on: tuple[str, ...], covered: str, markers: str, empty: pl.DataFrame
+    ) -> None:
+        """Drop the markers of every covered parent, record the covered parents without children."""
+        target = f"{PARENTS}.{q(table)}"
+        if not self._table_exists(table, PARENTS):
+            if empty.height:
+                self._run(f"CREATE SCHEMA IF NOT EXISTS {PARENTS}")
+                self._run(f"CREATE TABLE {target} AS SELECT * FROM {q(markers)}")
+            return
+        for column in C.STRUCT_COLUMNS:
+            self._widen_struct(table, column, empty.schema[column], targets=(target,))
+        key_match = " AND ".join(f"t.{q(c)} = k.{q(c)}" for c in on)
+        self._run(f"DELETE FROM {target} AS t USING {q(covered)} AS k WHERE {key_match}")
+        if empty.height:
+            self._run(f"INSERT INTO {target} BY NAME SELECT * FROM {q(markers)}")
 
     def _ensure_table(self, table: str, incoming: str, frame: pl.DataFrame) -> bool:
         """Create or evolve the feature's tables; False when creating them already stored the rows.
@@ -407,15 +620,45 @@ class DuckDBMetadataStore(MetadataStore):
             if column not in stored:
                 for target in (q(table), f"{HISTORY}.{q(table)}"):
                     self._run(f"ALTER TABLE {target} ADD COLUMN {q(column)} {ctype}")
+        # The prepared frame widens a stored user column only losslessly (int -> float, int -> str,
+        # narrower -> wider int): convert the stored values in every table holding the column.
+        stored_dtypes = dict(
+            pl.from_arrow(self.connection.sql(f"SELECT * FROM {q(table)} LIMIT 0").to_arrow_table()).schema
+        )  # type: ignore[union-attr]
+        for column in widened_columns(dict(frame.schema), stored_dtypes):
+            self._set_column_type(table, column, wanted[column])
         for column in C.STRUCT_COLUMNS:
             self._widen_struct(table, column, frame.schema[column])
         return True
 
-    def _widen_struct(self, table: str, column: str, incoming: Any = None) -> None:
-        """Make the stored struct hold every field it had plus every incoming one (old rows stay readable)."""
+    def _tables_with(self, table: str, column: str) -> list[str]:
+        """The feature's current, history and parent-marker tables that have ``column``."""
+        out = []
+        for schema in ("main", HISTORY, PARENTS):
+            rows = self._run(
+                "SELECT count(*) FROM information_schema.columns WHERE table_schema = ? AND table_name = ? "
+                "AND column_name = ?",
+                [schema, table, column],
+            )
+            if rows[0][0]:
+                out.append(q(table) if schema == "main" else f"{schema}.{q(table)}")
+        return out
+
+    def _set_column_type(self, table: str, column: str, ctype: str) -> None:
+        for target in self._tables_with(table, column):
+            self._run(f"ALTER TABLE {target} ALTER COLUMN {q(column)} SET DATA TYPE {ctype}")
+
+    def _widen_struct(
+        self, table: str, column: str, incoming: Any = None, targets: Sequence[str] | None = None
+    ) -> None:
+        """Make the stored struct hold every field it had plus every incoming one (old rows stay readable).
+
+        ``targets``: the tables to alter (default: the feature's current and history tables).
+        """
         if incoming is None:
             return
-        arrow = self._arrow_schema(f"SELECT {q(column)} FROM {q(table)} LIMIT 0").field(0).type
+        targets = targets or (q(table), f"{HISTORY}.{q(table)}")
+        arrow = self._arrow_schema(f"SELECT {q(column)} FROM {targets[0]} LIMIT 0").field(0).type
         have = [arrow.field(i).name for i in range(arrow.num_fields)]
         add = [f.name for f in incoming.fields if f.name not in have]
         if not add:
@@ -432,7 +675,7 @@ class DuckDBMetadataStore(MetadataStore):
         )
         # a NULL struct (data version stored as "same as provenance") must stay NULL
         using = f"CASE WHEN {q(column)} IS NULL THEN NULL ELSE {using} END"
-        for target in (q(table), f"{HISTORY}.{q(table)}"):
+        for target in targets:
             self._run(f"ALTER TABLE {target} ALTER COLUMN {q(column)} SET DATA TYPE {new_type} USING {using}")
 
     def _upsert(
@@ -441,7 +684,13 @@ class DuckDBMetadataStore(MetadataStore):
         incoming: str,
         frame: pl.DataFrame,
         replace_key: tuple[str, ...],
+        covered: str | None = None,
     ) -> None:
+        """Move the stored rows of every replaced key to history and insert the new rows.
+
+        ``covered``: a view of the replaced keys when it is more than the incoming rows' keys
+        (expansion parents written without children).
+        """
         stored_cols = [row[0] for row in self._run(f"DESCRIBE {q(table)}")]
         struct_fields = self._arrow_schema(f"SELECT * FROM {q(table)} LIMIT 0")
         select: list[str] = []
@@ -478,13 +727,62 @@ class DuckDBMetadataStore(MetadataStore):
             return
         key_match = " AND ".join(f"t.{q(c)} = k.{q(c)}" for c in replace_key)
         keys = ", ".join(q(c) for c in replace_key)
-        replaced = f"(SELECT DISTINCT {keys} FROM {q(incoming)}) AS k"
+        replaced = f"(SELECT DISTINCT {keys} FROM {q(covered or incoming)}) AS k"
         # Superseded versions move to history, then the new rows replace them: no index, no merge-on-read.
         self._run(
             f"INSERT INTO {HISTORY}.{q(table)} SELECT t.* FROM {q(table)} AS t SEMI JOIN {replaced} ON {key_match}"
         )
         self._run(f"DELETE FROM {q(table)} AS t USING {replaced} WHERE {key_match}")
         self._run(insert)
+
+    # -- schema changes ---------------------------------------------------------------------------
+    def _duckdb_type(self, dtype: pl.DataType) -> str:
+        """DuckDB's name for a polars dtype (as a write of that dtype would create the column)."""
+        view = f"__metaxy_type_{uuid.uuid4().hex[:12]}"
+        self.connection.register(view, pl.DataFrame(schema={"c": dtype}).to_arrow())
+        try:
+            return str(self._run(f"DESCRIBE SELECT * FROM {q(view)}")[0][1])
+        finally:
+            self.connection.unregister(view)
+
+    def _in_transaction(self, what: str, statements: Sequence[tuple[str, Sequence[Any] | None]]) -> None:
+        self._run("BEGIN TRANSACTION")
+        try:
+            for sql, params in statements:
+                self._run(sql, params)
+            self._run("COMMIT")
+        except duckdb.ConversionException as exc:
+            self._run("ROLLBACK")
+            raise MetadataValidationError(
+                f"{what}: stored values do not convert ({exc}); nothing changed."
+            ) from exc
+        except BaseException:
+            self._run("ROLLBACK")
+            raise
+
+    def _alter_column(self, cls: type[BaseFeature], column: str, dtype: pl.DataType) -> int:
+        table = cls.spec.key.table_name
+        ctype = self._duckdb_type(dtype)
+        self._in_transaction(
+            f"alter_column_type({cls.spec.key}, {column!r}, {dtype})",
+            [
+                (f"ALTER TABLE {target} ALTER COLUMN {q(column)} SET DATA TYPE {ctype}", None)
+                for target in self._tables_with(table, column)
+            ],
+        )
+        return int(self._run(f"SELECT count(*) FROM {q(table)}")[0][0])
+
+    def _add_id_column(self, cls: type[BaseFeature], column: str, dtype: pl.DataType, default: Any) -> int:
+        table = cls.spec.key.table_name
+        ctype = self._duckdb_type(dtype)
+        statements: list[tuple[str, Sequence[Any] | None]] = []
+        for target in (q(table), f"{HISTORY}.{q(table)}"):
+            statements += [
+                (f"ALTER TABLE {target} ADD COLUMN {q(column)} {ctype}", None),
+                (f"UPDATE {target} SET {q(column)} = CAST(? AS {ctype})", [default]),
+            ]
+        self._in_transaction(f"add_id_column({cls.spec.key}, {column!r})", statements)
+        return int(self._run(f"SELECT count(*) FROM {q(table)}")[0][0])
 
     # -- read / delete ----------------------------------------------------------------------------
     def _read(

@@ -10,13 +10,15 @@ import narwhals as nw
 import polars as pl
 
 from metaxy_core import columns as C
+from metaxy_core.errors import MetadataValidationError
 from metaxy_core.feature import BaseFeature
 from metaxy_core.filters import polars_filters
 from metaxy_core.increment import Increment
 from metaxy_core.keys import FeatureKey
 from metaxy_core.lineage import ResolvePlan, TableSchema
+from metaxy_core.schema import widened_columns
 from metaxy_core.stores import _polars as P
-from metaxy_core.stores.base import MetadataStore
+from metaxy_core.stores.base import MetadataStore, ParentCover
 
 _struct_fields = P.struct_fields
 
@@ -73,11 +75,14 @@ class InMemoryMetadataStore(MetadataStore):
     """
 
     kind = "memory"
+    supports_parent_markers = True
 
     def __init__(self, *, hash_algorithm: str = "sha256", hash_length: int | None = None) -> None:
         super().__init__(hash_algorithm=hash_algorithm, hash_length=hash_length)
         self._current: dict[FeatureKey, pl.DataFrame] = {}
         self._history: dict[FeatureKey, pl.DataFrame] = {}
+        # Expansion parents recorded with no children (see ParentCover), per feature.
+        self._markers: dict[FeatureKey, pl.DataFrame] = {}
         self._system: dict[str, pl.DataFrame] = {}
 
     def __repr__(self) -> str:
@@ -117,6 +122,16 @@ class InMemoryMetadataStore(MetadataStore):
         return _apply_filters(frame, filters)
 
     # -- resolve (the polars plan lives in _polars.py, shared with stores that hash in polars) ------
+    def _stored_rows(self, plan: ResolvePlan, filters: Sequence[Any]) -> tuple[pl.LazyFrame, tuple[str, ...]]:
+        """Live stored rows of the target (with its parent markers, for expansion) and their struct fields."""
+        current = self._current[plan.feature]
+        markers = self._markers.get(plan.feature)
+        if markers is None or markers.height == 0 or plan.key_columns == plan.target_ids:
+            return self._live(plan.feature, filters), _struct_fields(current.schema[C.PROVENANCE_BY_FIELD])
+        a, b = _align(current, markers)
+        both = pl.concat([a, b], how="diagonal_relaxed").lazy().filter(pl.col(C.DELETED_AT).is_null())
+        return _apply_filters(both, filters), _struct_fields(a.schema[C.PROVENANCE_BY_FIELD])
+
     def _resolve(
         self,
         cls: type[BaseFeature],
@@ -128,8 +143,8 @@ class InMemoryMetadataStore(MetadataStore):
         h = self.hasher
         stored = None
         if plan.feature in self._current:
-            present = set(_struct_fields(self._current[plan.feature].schema[C.PROVENANCE_BY_FIELD]))
-            stored = P.stored_frame(plan, self._live(plan.feature, filters), present)
+            rows, present = self._stored_rows(plan, filters)
+            stored = P.stored_frame(plan, rows, set(present))
         if plan.missing_required:
             return P.increment(plan, None, plan.key_columns, stored, lazy)
         deps = [
@@ -140,22 +155,73 @@ class InMemoryMetadataStore(MetadataStore):
         return P.increment(plan, _apply_filters(expected, filters), carried, stored, lazy)
 
     # -- write ------------------------------------------------------------------------------------
-    def _write(self, cls: type[BaseFeature], frame: pl.DataFrame, replace_key: tuple[str, ...]) -> None:
+    def _write(
+        self,
+        cls: type[BaseFeature],
+        frame: pl.DataFrame,
+        replace_key: tuple[str, ...],
+        parents: ParentCover | None = None,
+    ) -> None:
         key = cls.spec.key
+        on = list(replace_key)
         current = self._current.get(key)
+        markers = self._markers.get(key)
+        if parents is not None:
+            kept_markers = markers.join(parents.covered, on=on, how="anti") if markers is not None else None
+            if kept_markers is None or kept_markers.height == 0:
+                markers = parents.empty
+            elif parents.empty.height == 0:
+                markers = kept_markers
+            else:
+                markers = pl.concat(list(_align(kept_markers, parents.empty)), how="diagonal_relaxed")
         if current is None:
             self._current[key] = frame
             self._history[key] = frame.clear()
+            if markers is not None:
+                self._markers[key] = markers
             return
-        replaced_keys = frame.select(list(replace_key)).unique()
-        replaced = current.join(replaced_keys, on=list(replace_key), how="semi")
-        kept = current.join(replaced_keys, on=list(replace_key), how="anti")
+        widened = widened_columns(dict(frame.schema), dict(current.schema))
+        if widened:
+            # lossless widening of stored user columns (old values converted, history too)
+            history = self._history[key]
+            current = current.with_columns([pl.col(c).cast(t) for c, t in widened.items()])
+            self._history[key] = history.with_columns(
+                [pl.col(c).cast(t) for c, t in widened.items() if c in history.columns]
+            )
+        replaced_keys = frame.select(on).unique() if parents is None else parents.covered
+        replaced = current.join(replaced_keys, on=on, how="semi")
+        kept = current.join(replaced_keys, on=on, how="anti")
         kept, frame = _align(kept, frame)
         history, replaced = _align(self._history[key], replaced)
-        # Build both results before swapping them in, so a failure leaves the store unchanged.
+        # Build every result before swapping them in, so a failure leaves the store unchanged.
         new_current = pl.concat([kept, frame], how="diagonal_relaxed")
         new_history = pl.concat([history, replaced], how="diagonal_relaxed")
         self._current[key], self._history[key] = new_current, new_history
+        if markers is not None:
+            self._markers[key] = markers
+
+    # -- schema changes ---------------------------------------------------------------------------
+    def _alter_column(self, cls: type[BaseFeature], column: str, dtype: pl.DataType) -> int:
+        key = cls.spec.key
+        try:
+            current = self._current[key].with_columns(pl.col(column).cast(dtype, strict=True))
+            history = self._history[key]
+            if column in history.columns:
+                history = history.with_columns(pl.col(column).cast(dtype, strict=True))
+        except pl.exceptions.PolarsError as exc:
+            raise MetadataValidationError(
+                f"alter_column_type({key}, {column!r}): stored values do not convert to {dtype} ({exc}); nothing "
+                "changed."
+            ) from exc
+        self._current[key], self._history[key] = current, history
+        return current.height
+
+    def _add_id_column(self, cls: type[BaseFeature], column: str, dtype: pl.DataType, default: Any) -> int:
+        key = cls.spec.key
+        value = pl.lit(default, dtype=dtype).alias(column)
+        self._current[key] = self._current[key].with_columns(value)
+        self._history[key] = self._history[key].with_columns(value)
+        return self._current[key].height
 
     # -- read / delete ----------------------------------------------------------------------------
     def _read(

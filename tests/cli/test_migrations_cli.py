@@ -118,3 +118,17 @@ def test_root_restamp_needs_samples(project: Project) -> None:
         for key in ("example/crop", "example/stt", "example/face_detection"):
             assert store.resolve_update(feats[key]).counts() == {"new": 0, "stale": 0, "orphaned": 0}, key
     project.cli("metadata", "status", "--assert-in-sync")
+
+
+def test_alter_column_and_add_id_column_commands(project: Project) -> None:
+    run_pipeline(project)
+    out = project.cli("migrations", "alter-column", "example/video", "frames", "String").stdout
+    assert "Converted example/video.frames to String (3 current row(s), history included)." in out
+    with project.store() as store:
+        video = store.read(project.features()["example/video"]).to_polars()
+        records = store.read_system("migrations")
+    assert video.schema["frames"] == pl.String
+    assert records is not None
+    assert records["op"].to_list() == ["alter_column"]
+    bad = project.cli("migrations", "add-id-column", "example/video", "frames", "--default", "0", expect=1)
+    assert "'frames' is not an id column of 'example/video'" in bad.stdout + bad.stderr

@@ -346,12 +346,12 @@ def _loose_rows(uid: int, value: object) -> pl.DataFrame:
 
 def test_write_not_fitting_the_stored_type_fails_atomically(store: mx.MetadataStore) -> None:
     """A feature without declared columns still has a stored type per column; a value that does not fit
-    it fails the write, and nothing changes."""
+    it (and does not widen it losslessly, as int -> str would) fails the write, and nothing changes."""
     loose = _loose_feature()
     store.write(loose, _loose_rows(1, 5))
     before = store.read(loose).to_polars()
     with pytest.raises(mx.MetaxyError):
-        store.write(loose, _loose_rows(2, "abc"))
+        store.write(loose, _loose_rows(2, True))
     assert store.read(loose).to_polars().equals(before)
     assert store.read(loose, history=True).to_polars().height == 1
 
@@ -360,7 +360,7 @@ def test_write_not_fitting_the_stored_type_names_the_column(store: mx.MetadataSt
     loose = _loose_feature()
     store.write(loose, _loose_rows(1, 5))
     with pytest.raises(mx.MetadataValidationError, match=r"write\(loose\).*column 'anything'"):
-        store.write(loose, _loose_rows(2, "abc"))
+        store.write(loose, _loose_rows(2, True))
     # a lossless difference is coerced to the stored type
     store.write(loose, _loose_rows(3, None))
     assert store.read(loose).to_polars().sort("sample_uid")["anything"].to_list() == [5, None]
@@ -452,9 +452,7 @@ def test_duckdb_lock_timeout_names_the_file(tmp_path: Path) -> None:
     holder, _, _ = _hold_duckdb_file(path, 10.0)
     try:
         with (
-            pytest.raises(
-                mx.StoreError, match=r"Cannot open DuckDB file .*shared\.duckdb.*raise lock_timeout"
-            ),
+            pytest.raises(mx.StoreError, match=r"DuckDB file .*shared\.duckdb.*process \d+ .*lock_timeout"),
             mx.DuckDBMetadataStore(database=path, lock_timeout=0.3),
         ):
             pass

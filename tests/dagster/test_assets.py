@@ -286,3 +286,15 @@ def test_io_manager_loads_features_for_plain_assets_and_writes_plain_outputs(
     meta = materialization_metadata(result)["video/stt"]
     assert (meta["metaxy/new"], meta["metaxy/written"]) == (2, 2)
     assert sorted(_stored(database, features.Transcript)["text"]) == ["a", "b"]
+
+
+def test_expansion_parent_without_children_is_in_sync_after_its_run(
+    features: Features, instance: dg.DagsterInstance, res: dict[str, Any]
+) -> None:
+    samples = Samples(videos={"v1": ("a1", "f1"), "v2": ("a2", "f2")}, chunks_per_video={"v1": 2, "v2": 0})
+    raw, chunk, *_ = build_assets(features, samples)
+    first = dg.materialize([raw, chunk], instance=instance, resources=res)
+    assert counts(materialization_metadata(first))["video/chunk"] == (2, 0, 0, 2)
+    # v2 produced no chunks: it was recorded as such, so the next run has nothing to do.
+    again = dg.materialize([raw, chunk], instance=instance, resources=res)
+    assert counts(materialization_metadata(again))["video/chunk"] == (0, 0, 0, 0)
