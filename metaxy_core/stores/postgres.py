@@ -131,7 +131,6 @@ class PostgreSQLMetadataStore(MetadataStore):
     """
 
     kind = "postgres"
-    supports_lazy = False
 
     def __init__(
         self,
@@ -438,7 +437,13 @@ class PostgreSQLMetadataStore(MetadataStore):
         lazy: bool,
     ) -> Increment:
         with self._tx(f"resolve_update({plan.feature})"):
-            return self._resolve_in_tx(plan, samples, filters)
+            increment = self._resolve_in_tx(plan, samples, filters)
+        if not lazy:
+            return increment
+        # The server already did the work; lazy frames only defer the caller's own polars steps.
+        return Increment(
+            new=increment.new.lazy(), stale=increment.stale.lazy(), orphaned=increment.orphaned.lazy()
+        )
 
     def _resolve_in_tx(
         self, plan: ResolvePlan, samples: pl.DataFrame | None, filters: list[Any]
@@ -628,7 +633,8 @@ class PostgreSQLMetadataStore(MetadataStore):
             else pl.col(column)
             for i, column in enumerate(wanted)
         ]
-        return nw.from_native(frame.select(out))
+        result = frame.select(out)
+        return nw.from_native(result.lazy() if lazy else result)
 
     def _delete(self, cls: type[BaseFeature], filters: list[Any], soft: bool) -> int:
         key = cls.spec.key
@@ -683,8 +689,8 @@ def _pack(prefix: str, fields: Sequence[str]) -> pl.Expr:
 
 
 def _driver_message(exc: BaseException) -> str:
-    """The server's message without the driver's prefixes."""
-    text = str(exc).strip()
-    text = re.sub(r"^(IO|INTERNAL|INVALID_ARGUMENT|UNKNOWN): ", "", text)
-    text = re.sub(r"^\[libpq\] ", "", text)
+    """The server's message without the driver's status prefixes or the echoed query."""
+    text = str(exc).split("Query was:")[0]
+    text = re.sub(r"^[A-Z_]+: ", "", text.strip())
+    text = re.sub(r"^(\[libpq\] |Failed to (prepare|execute) query: )+", "", text)
     return " ".join(text.split())
