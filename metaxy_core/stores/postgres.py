@@ -25,7 +25,7 @@ import narwhals as nw
 import polars as pl
 
 from metaxy_core import columns as C
-from metaxy_core.errors import MetadataValidationError, ResolveError, StoreError
+from metaxy_core.errors import MetadataValidationError, StoreError
 from metaxy_core.feature import BaseFeature
 from metaxy_core.filters import compile_filters
 from metaxy_core.increment import Increment
