@@ -13,6 +13,7 @@ Writers of the same feature serialise on a transaction-scoped advisory lock; rea
 never see half a write.
 """
 
+import contextlib
 import json
 import re
 import uuid
@@ -302,20 +303,46 @@ class PostgreSQLMetadataStore(MetadataStore):
     def _history_table(self, table: str) -> str:
         return f"{q(self.history_schema)}.{q(table)}"
 
-    def _lock(self, *names: str) -> None:
-        """Serialise writers of the same objects across processes until the transaction ends."""
-        for name in sorted(names):
-            self._run("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", [f"metaxy:{name}"])
+    @contextmanager
+    def _exclusive(self, name: str) -> Iterator[None]:
+        """Hold a session-level advisory lock on ``name`` around a whole operation.
+
+        The lock is taken in a transaction of its own so the operation's transaction starts after
+        it: PostgreSQL refreshes a session's catalog cache when a transaction starts, so the
+        operation sees the tables and schemas the previous holder created.
+        """
+        assert self._tx_depth == 0, "advisory locks are taken outside any transaction"
+        params = [f"metaxy:{name}"]
+        with self._tx("lock"):
+            self._run("SELECT pg_advisory_lock(hashtextextended($1, 0))", params)
+        try:
+            yield
+        finally:
+            # a broken connection releases the lock itself; never hide the operation's own error
+            with contextlib.suppress(Exception), self._tx("unlock"):
+                self._run("SELECT pg_advisory_unlock(hashtextextended($1, 0))", params)
+
+    @contextmanager
+    def _loaded(self, frame: pl.DataFrame, what: str) -> Iterator[str]:
+        """``frame`` in a temporary table for the duration of the block, loaded before any lock."""
+        with self._tx(what):
+            name = self._load(frame)
+        try:
+            yield name
+        finally:
+            with contextlib.suppress(Exception), self._tx("drop"):
+                self._run(f"DROP TABLE IF EXISTS pg_temp.{name}")
 
     def _ensure_schemas(self) -> None:
         wanted = (self.schema, self.history_schema, self.system_schema)
-        rows = self._run("SELECT count(*) FROM pg_namespace WHERE nspname IN ($1, $2, $3)", list(wanted))
+        with self._tx("create schemas"):
+            rows = self._run("SELECT count(*) FROM pg_namespace WHERE nspname IN ($1, $2, $3)", list(wanted))
         if rows[0][0] == len(wanted):
             return
-        # concurrent CREATE SCHEMA IF NOT EXISTS can still collide on the catalog's unique index
-        self._lock(f"schema:{self.schema}")
-        for schema in wanted:
-            self._run(f"CREATE SCHEMA IF NOT EXISTS {q(schema)}")
+        # concurrent CREATE SCHEMA IF NOT EXISTS collide on the catalog's unique index: serialise them
+        with self._exclusive(f"schema:{self.schema}"), self._tx("create schemas"):
+            for schema in wanted:
+                self._run(f"CREATE SCHEMA IF NOT EXISTS {q(schema)}")
 
     # -- schema -----------------------------------------------------------------------------------
     def _columns(self, qualified: str) -> list[tuple[str, str, str | None]]:
@@ -382,10 +409,12 @@ class PostgreSQLMetadataStore(MetadataStore):
     # -- system tables ----------------------------------------------------------------------------
     def _append_system(self, name: str, frame: pl.DataFrame) -> None:
         table = f"{q(self.system_schema)}.{q(name)}"
-        with self._tx(f"append_system({name})"):
-            incoming = self._load(frame)
-            self._ensure_schemas()
-            self._lock(f"system:{self.schema}.{name}")
+        self._ensure_schemas()
+        with (
+            self._loaded(frame, f"append_system({name})") as incoming,
+            self._exclusive(f"system:{self.schema}.{name}"),
+            self._tx(f"append_system({name})"),
+        ):
             stored = [c for c, _, _ in self._columns(table)]
             if not stored:
                 self._run(f"CREATE TABLE {table} AS SELECT * FROM {incoming}")
@@ -549,10 +578,12 @@ class PostgreSQLMetadataStore(MetadataStore):
                     f"write({key}): column name '{column}' is longer than PostgreSQL's {MAX_IDENTIFIER}-byte "
                     "identifier limit; rename it before writing (nothing was written)."
                 )
-        with self._tx(f"write({key})"):
-            incoming = self._load(frame)
-            self._ensure_schemas()
-            self._lock(f"feature:{self.schema}.{table}")
+        self._ensure_schemas()
+        with (
+            self._loaded(frame, f"write({key})") as incoming,
+            self._exclusive(f"feature:{self.schema}.{table}"),
+            self._tx(f"write({key})"),
+        ):
             current, history = self._current_table(table), self._history_table(table)
             stored = self._columns(current)
             if not stored:
@@ -641,8 +672,7 @@ class PostgreSQLMetadataStore(MetadataStore):
         table = self._table(key)
         current, history = self._current_table(table), self._history_table(table)
         ids = tuple(cls.spec.id_columns)
-        with self._tx(f"delete({key})"):
-            self._lock(f"feature:{self.schema}.{table}")
+        with self._exclusive(f"feature:{self.schema}.{table}"), self._tx(f"delete({key})"):
             schema = self._schema(key)
             assert schema is not None
             source = f"SELECT * FROM {current}" + (f" WHERE {q(C.DELETED_AT)} IS NULL" if soft else "")
