@@ -67,6 +67,15 @@ class SqlDialect:
         return "list_filter([" + ", ".join(items) + "], lambda x: x IS NOT NULL)"
 
     @staticmethod
+    def fence(select: str) -> str:
+        """``select`` as a subquery the planner computes once per row instead of inlining it.
+
+        Expected provenance columns are referenced several times downstream (struct, sample hash,
+        comparison); an engine that inlines subqueries would hash each field once per reference.
+        """
+        return select
+
+    @staticmethod
     def string_list(items: Sequence[str]) -> str:
         """A list-of-strings literal from SQL string expressions ``items``."""
         return "CAST([" + ", ".join(items) + "] AS VARCHAR[])"
@@ -178,9 +187,9 @@ def expected_sql(
         sample_parts += [lit(fp.key), q(field_column(fp.key))]
     outer = (
         f"SELECT *, {struct} AS {q(C.PROVENANCE_BY_FIELD)}, {d.hash(sample_parts)} AS {q(C.PROVENANCE)} "
-        f"FROM ({inner}) AS e0"
+        f"FROM ({d.fence(inner)}) AS e0"
     )
-    return f"SELECT * FROM ({outer}) AS e1{_where(target_filters)}"
+    return f"SELECT * FROM ({d.fence(outer)}) AS e1{_where(target_filters)}"
 
 
 def stored_sql(d: SqlDialect, plan: ResolvePlan, source: str, schema: TableSchema) -> str:

@@ -76,6 +76,11 @@ class PostgresDialect(SqlDialect):
         return "array_remove(CAST(ARRAY[" + ", ".join(items) + "] AS VARCHAR[]), NULL)"
 
     @staticmethod
+    def fence(select: str) -> str:
+        # OFFSET 0 keeps PostgreSQL from pulling the subquery up and re-hashing per reference
+        return f"{select} OFFSET 0"
+
+    @staticmethod
     def string_list(items: Sequence[str]) -> str:
         return "CAST(ARRAY[" + ", ".join(items) + "] AS VARCHAR[])"
 
