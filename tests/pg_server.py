@@ -120,11 +120,31 @@ def session_dsn() -> str | None:
 
 
 def stop_server() -> None:
+    """Stop the local server, or drop the schemas the tests created on an external one."""
     global _server
+    if _EXTERNAL_DSN and _created:
+        _drop_schemas(_EXTERNAL_DSN, _created)
+        _created.clear()
     if _server is not None:
         _server.stop()
         _server = None
 
 
+_created: list[str] = []
+
+
 def fresh_schema() -> str:
-    return f"t_{uuid.uuid4().hex[:16]}"
+    """A schema name no other test uses (the store creates it and its two companions on first write)."""
+    name = f"t_{uuid.uuid4().hex[:16]}"
+    _created.append(name)
+    return name
+
+
+def _drop_schemas(dsn: str, schemas: list[str]) -> None:
+    import adbc_driver_postgresql.dbapi as dbapi
+
+    with dbapi.connect(dsn) as con, con.cursor() as cur:
+        for schema in schemas:
+            for suffix in ("", "__metaxy_history", "__metaxy_system"):
+                cur.execute(f'DROP SCHEMA IF EXISTS "{schema}{suffix}" CASCADE')
+        con.commit()

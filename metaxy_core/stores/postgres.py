@@ -9,8 +9,8 @@ those fields without scanning rows, and adding a field never rewrites old rows.
 
 The driver is ADBC's PostgreSQL driver: Arrow in (``COPY`` into a temporary table) and Arrow out,
 on one connection, so a write's load and its swap into the feature table share one transaction.
-Writers of the same feature serialise on a transaction-scoped advisory lock; readers never wait and
-never see half a write.
+Writers of the same feature serialise on an advisory lock; readers never wait and never see half a
+write. ``lazy=True`` gives lazy frames over rows already fetched: the server did the work.
 """
 
 import contextlib

@@ -129,6 +129,9 @@ def test_read_only_role_fails_cleanly_and_writes_nothing(
         postgres_dsn.replace("postgres@", "metaxy_reader@", 1), schema=pg_store.schema
     )
     assert reader.read(doc).to_polars()["doc_id"].to_list() == ["a"]
+    # resolving needs no write access (samples go to a temporary table)
+    counts = reader.resolve_update(doc, samples=doc_rows(["a", "b"], "1")).counts()
+    assert counts == {"new": 1, "stale": 1, "orphaned": 0}
     with pytest.raises(mx.StoreError) as info:
         reader.write(doc, doc_rows(["a", "b"], "2"))
     message = str(info.value)
