@@ -262,11 +262,9 @@ class PostgreSQLMetadataStore(MetadataStore):
             cur.close()
 
     def _frame(self, sql: str, params: Sequence[Any] | None = None) -> pl.DataFrame:
-        frame = pl.from_arrow(self._arrow(sql, params))
-        assert isinstance(frame, pl.DataFrame)
-        return frame
+        return _to_polars(self._arrow(sql, params))
 
-    def _load(self, frame: pl.DataFrame) -> str:
+    def _load(self, frame: pl.DataFrame, what: str) -> str:
         """COPY ``frame`` into a temporary table of this transaction; its quoted name.
 
         Struct columns travel as JSON text (cast to ``jsonb`` when read) and all-NULL columns
@@ -274,11 +272,23 @@ class PostgreSQLMetadataStore(MetadataStore):
         """
         name = f"__metaxy_in_{uuid.uuid4().hex[:12]}"
         exprs = []
+        decimals = {}
         for column, dtype in frame.schema.items():
             if isinstance(dtype, pl.Struct):
                 exprs.append(pl.col(column).struct.json_encode())
             elif dtype == pl.Null:
                 exprs.append(pl.col(column).cast(pl.String))
+            elif dtype == pl.UInt64:
+                # the driver would wrap values above 2**63 - 1 around to negative numbers
+                top = frame.get_column(column).max()
+                if top is not None and int(top) > 2**63 - 1:  # type: ignore[arg-type]
+                    raise MetadataValidationError(
+                        f"{what}: column '{column}' holds unsigned 64-bit values above {2**63 - 1}, which PostgreSQL's "
+                        "bigint cannot store; convert it (e.g. to a string) before writing (nothing was written)."
+                    )
+                exprs.append(pl.col(column).cast(pl.Int64))
+            elif isinstance(dtype, pl.Decimal):
+                decimals[column] = dtype
         if exprs:
             frame = frame.with_columns(exprs)
         cur = self._cursor()
@@ -286,6 +296,11 @@ class PostgreSQLMetadataStore(MetadataStore):
             cur.adbc_ingest(name, frame.to_arrow(), mode="create", temporary=True)
         finally:
             cur.close()
+        for column, dtype in decimals.items():
+            # COPY creates an unbounded numeric; keep the frame's precision and scale
+            self._run(
+                f"ALTER TABLE pg_temp.{q(name)} ALTER COLUMN {q(column)} TYPE numeric({dtype.precision}, {dtype.scale})"
+            )
         return q(name)
 
     @property
@@ -331,7 +346,7 @@ class PostgreSQLMetadataStore(MetadataStore):
     def _loaded(self, frame: pl.DataFrame, what: str) -> Iterator[str]:
         """``frame`` in a temporary table for the duration of the block, loaded before any lock."""
         with self._tx(what):
-            name = self._load(frame)
+            name = self._load(frame, what)
         try:
             yield name
         finally:
@@ -488,7 +503,7 @@ class PostgreSQLMetadataStore(MetadataStore):
         samples_columns: list[str] = []
         expected_dtypes: dict[str, Any] = {}
         if samples is not None:
-            loaded = self._load(samples)
+            loaded = self._load(samples, f"resolve_update({plan.feature})")
             samples_columns = [c for c in samples.columns if not C.is_system(c)]
             samples_source = (
                 f"SELECT {', '.join(q(c) for c in samples_columns)}, "
@@ -721,6 +736,30 @@ def _pack(prefix: str, fields: Sequence[str]) -> pl.Expr:
     if not ordered:
         return pl.lit(None, dtype=pl.Struct({}))
     return pl.struct([pl.col(f"{prefix}_{i}").cast(pl.String).alias(f) for i, f in ordered])
+
+
+def _to_polars(table: Any) -> pl.DataFrame:
+    """An Arrow result as polars; ``numeric`` columns (opaque text from the driver) as decimals."""
+    for i, field in enumerate(table.schema):
+        meta = field.metadata or {}
+        if meta.get(b"POSTGRESQL:type") != b"numeric":
+            continue
+        import pyarrow as pa
+
+        column = table.column(i)
+        storage = pa.chunked_array(
+            [chunk.storage if isinstance(chunk, pa.ExtensionArray) else chunk for chunk in column.chunks],
+            type=pa.string(),
+        )
+        typmod = int(meta.get(b"POSTGRESQL:typmod", b"-1"))
+        if typmod >= 4:  # (precision << 16 | scale) + 4
+            precision, scale = (typmod - 4) >> 16, (typmod - 4) & 0xFFFF
+            dtype = pa.decimal128(precision, scale)
+            storage = storage.cast(dtype)
+        table = table.set_column(i, pa.field(field.name, storage.type), storage)
+    frame = pl.from_arrow(table)
+    assert isinstance(frame, pl.DataFrame)
+    return frame
 
 
 def _driver_message(exc: BaseException) -> str:

@@ -5,6 +5,7 @@ import hashlib
 import multiprocessing
 import subprocess
 import sys
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -272,3 +273,29 @@ def test_schemas_isolate_stores_in_one_database(postgres_dsn: str) -> None:
     one.write(doc, doc_rows(["a"], "1"))
     assert one.list_features() == [mx.FeatureKey("docs/page")]
     assert two.list_features() == []
+
+
+# -- types ------------------------------------------------------------------------------------------------
+def test_decimal_and_unsigned_columns_round_trip(pg_store: PostgreSQLMetadataStore) -> None:
+    class Doc(
+        mx.BaseFeature, spec=mx.FeatureSpec(key="docs/page", id_columns=["doc_id"], fields=["text", "layout"])
+    ):
+        pass  # no declared columns: any user columns are accepted
+
+    doc = Doc
+    rows = doc_rows(["a", "b"], "1").with_columns(
+        pl.Series("price", [Decimal("1.50"), None], dtype=pl.Decimal(10, 2)),
+        pl.Series("count", [1, 2**63 - 1], dtype=pl.UInt64),
+    )
+    pg_store.write(doc, rows)
+    pg_store.write(doc, rows.with_columns(pl.col("doc_id").replace({"a": "c"})))  # fits the stored types
+    frame = pg_store.read(doc).to_polars().sort("doc_id")
+    assert frame.schema["price"] == pl.Decimal(10, 2)
+    assert frame["doc_id"].to_list() == ["a", "b", "c"]
+    assert frame["price"].to_list() == [Decimal("1.50"), None, Decimal("1.50")]
+    assert frame["count"].to_list() == [1, 2**63 - 1, 1]
+    too_big = rows.with_columns(pl.Series("count", [1, 2**64 - 1], dtype=pl.UInt64))
+    with pytest.raises(
+        mx.MetadataValidationError, match=r"write\(docs/page\): column 'count' holds unsigned"
+    ):
+        pg_store.write(doc, too_big)
