@@ -294,8 +294,17 @@ def test_decimal_and_unsigned_columns_round_trip(pg_store: PostgreSQLMetadataSto
     assert frame["doc_id"].to_list() == ["a", "b", "c"]
     assert frame["price"].to_list() == [Decimal("1.50"), None, Decimal("1.50")]
     assert frame["count"].to_list() == [1, 2**63 - 1, 1]
-    too_big = rows.with_columns(pl.Series("count", [1, 2**64 - 1], dtype=pl.UInt64))
+
+
+def test_unsigned_values_beyond_bigint_are_refused(pg_store: PostgreSQLMetadataStore) -> None:
+    class Doc(
+        mx.BaseFeature, spec=mx.FeatureSpec(key="docs/page", id_columns=["doc_id"], fields=["text", "layout"])
+    ):
+        pass
+
+    too_big = doc_rows(["a", "b"], "1").with_columns(pl.Series("count", [1, 2**64 - 1], dtype=pl.UInt64))
     with pytest.raises(
         mx.MetadataValidationError, match=r"write\(docs/page\): column 'count' holds unsigned"
     ):
-        pg_store.write(doc, too_big)
+        pg_store.write(Doc, too_big)
+    assert not pg_store.has_feature(Doc)
