@@ -21,6 +21,8 @@ from pathlib import Path
 from typing import Any
 
 ENV_DSN = "METAXY_TEST_POSTGRES_DSN"
+PASSWORD_ROLE = "metaxy_password_user"
+"""On the local server this role authenticates with a password (everyone else is trusted)."""
 # Read at import: the suite's autouse fixture removes METAXY_* variables before each test.
 _EXTERNAL_DSN = os.environ.get(ENV_DSN)
 
@@ -82,6 +84,9 @@ class LocalServer:
             "initdb", "-D", str(self.data), "-U", "postgres", "-A", "trust", "-E", "UTF8",
             "--locale=C.UTF-8", "--no-sync",
         )  # fmt: skip
+        # one role must log in with a password, so tests can check authentication failures
+        hba = self.data / "pg_hba.conf"
+        hba.write_text(f"host all {PASSWORD_ROLE} 127.0.0.1/32 scram-sha-256\n" + hba.read_text())
         options = (
             f"-c listen_addresses=127.0.0.1 -p {self.port} -c unix_socket_directories='' "
             "-c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200"
@@ -97,6 +102,10 @@ class LocalServer:
 
 
 _server: LocalServer | None = None
+
+
+def is_local() -> bool:
+    return not _EXTERNAL_DSN
 
 
 def session_dsn() -> str | None:

@@ -81,6 +81,27 @@ def test_unknown_database_and_role_are_reported(postgres_dsn: str) -> None:
         PostgreSQLMetadataStore(postgres_dsn.replace("postgres@", "nobody_here@", 1)).list_features()
 
 
+def test_wrong_password_is_reported_without_the_password(postgres_dsn: str) -> None:
+    if not pg_server.is_local():
+        pytest.skip("needs the local test server's password-only role")
+    role = pg_server.PASSWORD_ROLE
+    with PostgreSQLMetadataStore(postgres_dsn) as admin:
+        admin._run(
+            f"DO $$ BEGIN CREATE ROLE {role} LOGIN PASSWORD 'right-one'; "
+            "EXCEPTION WHEN duplicate_object THEN NULL; END $$"
+        )
+        admin.connection.commit()
+    good = _with_password(postgres_dsn, role, "right-one")
+    assert PostgreSQLMetadataStore(good).list_features() == []
+    with pytest.raises(mx.StoreError) as info:
+        PostgreSQLMetadataStore(_with_password(postgres_dsn, role, "wrong-one")).list_features()
+    message = str(info.value)
+    assert f'password authentication failed for user "{role}"' in message
+    assert f"{role}:***@127.0.0.1" in message
+    assert "wrong-one" not in message
+    assert "Check the dsn setting" in message
+
+
 def test_garbage_dsn() -> None:
     with pytest.raises(mx.StoreError, match=r"cannot connect with dsn='not a dsn'"):
         PostgreSQLMetadataStore("not a dsn").list_features()
