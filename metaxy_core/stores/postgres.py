@@ -187,7 +187,8 @@ class PostgreSQLMetadataStore(MetadataStore):
     def _close(self) -> None:
         if self._con is not None:
             try:
-                self._con.rollback()
+                with contextlib.suppress(Exception):  # a dropped connection has nothing to roll back
+                    self._con.rollback()
             finally:
                 self._con.close()
         self._con = None
@@ -225,13 +226,15 @@ class PostgreSQLMetadataStore(MetadataStore):
     def _translate(self, exc: Exception, what: str) -> Exception:
         message = _driver_message(exc)
         state = getattr(exc, "sqlstate", None) or ""
-        if state == "42501" or "permission denied" in message or "read-only" in message:
+        if state in ("42501", "25006") or "permission denied" in message:
             return StoreError(
                 f"{what} failed in PostgreSQLMetadataStore (dsn={mask_dsn(self.dsn)!r}, "
-                f"schema={self.schema!r}): {message}. The role in the dsn may not write here: grant it CREATE "
-                f"on the database and schema {self.schema!r} or use a role that can write; nothing was written."
+                f"schema={self.schema!r}): {message}. The role in the dsn may not do this here (or the server is "
+                f"read-only): grant it CREATE on the database and the schema {self.schema!r}, or use a role that "
+                "can write; nothing was written."
             )
-        if state.startswith("22") or "invalid input syntax" in message or "out of range" in message:
+        writing = what.startswith(("write(", "append_system("))
+        if writing and state.startswith("22"):
             return MetadataValidationError(
                 f"{what}: a value does not fit the stored column type ({message}). Convert the column to the "
                 "stored type; nothing was written."
