@@ -1,5 +1,7 @@
 """metaxy_core: sample-level, field-level data versioning for multimodal pipelines."""
 
+from typing import Any
+
 from metaxy_core.config import MetaxyConfig as MetaxyConfig
 from metaxy_core.config import StoreConfig as StoreConfig
 from metaxy_core.config import get_config as get_config
@@ -45,3 +47,12 @@ from metaxy_core.stores.memory import InMemoryMetadataStore as InMemoryMetadataS
 from metaxy_core.stores.sqlite import SQLiteMetadataStore as SQLiteMetadataStore
 
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str) -> Any:
+    # Stores with optional drivers (PostgreSQL, ClickHouse, ...) load on first use only.
+    from metaxy_core import stores
+
+    if name in stores._LAZY:
+        return getattr(stores, name)
+    raise AttributeError(f"module 'metaxy_core' has no attribute {name!r}")

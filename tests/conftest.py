@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 import metaxy_core as mx
+from tests import pg_server
 
 StoreFactory = Callable[..., mx.MetadataStore]
 """``factory(tmp_path, **options) -> store``; ``options`` are constructor keywords such as ``hash_algorithm``."""
@@ -34,11 +35,36 @@ def _sqlite_store(tmp_path: Path, **options: Any) -> mx.MetadataStore:
     return mx.SQLiteMetadataStore(database=tmp_path / "metadata.sqlite", **options)
 
 
+def _postgres_store(tmp_path: Path, **options: Any) -> mx.MetadataStore:
+    # One server per session, a fresh schema per store: no shared state, no per-test database.
+    dsn = pg_server.session_dsn()
+    if dsn is None:
+        pytest.skip(
+            "PostgreSQL server binaries (initdb, pg_ctl) not found: install Debian's `postgresql` package or "
+            f"set {pg_server.ENV_DSN}"
+        )
+    return mx.PostgreSQLMetadataStore(dsn, schema=pg_server.fresh_schema(), **options)
+
+
 STORE_FACTORIES: dict[str, StoreFactory] = {
     "memory": _memory_store,
     "duckdb": _duckdb_store,
     "sqlite": _sqlite_store,
+    "postgres": _postgres_store,
 }
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    pg_server.stop_server()
+
+
+@pytest.fixture(scope="session")
+def postgres_dsn() -> str:
+    """DSN of the session's PostgreSQL server (started on first use)."""
+    dsn = pg_server.session_dsn()
+    if dsn is None:
+        pytest.skip(f"PostgreSQL server binaries not found: install `postgresql` or set {pg_server.ENV_DSN}")
+    return dsn
 
 
 @pytest.fixture(autouse=True)

@@ -48,10 +48,14 @@ class SqlDialect:
     def hash(self, parts: Sequence[str]) -> str:
         """Hash of the canonical string of SQL expressions ``parts`` (NULL parts -> '')."""
         text = "concat_ws('|', " + ", ".join(parts) + ")" if len(parts) > 1 else parts[0]
-        fn = f"sha256({text})" if self.algorithm == "sha256" else f"md5({text})"
+        fn = self.digest(text)
         if self.hash_length < full_length(self.algorithm):
             return f"substr({fn}, 1, {self.hash_length})"
         return fn
+
+    def digest(self, text: str) -> str:
+        """Lowercase hex digest of the SQL string expression ``text`` (its UTF-8 bytes)."""
+        return f"sha256({text})" if self.algorithm == "sha256" else f"md5({text})"
 
     @staticmethod
     def part(expr: str) -> str:
@@ -70,6 +74,26 @@ class SqlDialect:
         if not items:
             return "CAST([] AS VARCHAR[])"
         return "list_filter([" + ", ".join(items) + "], lambda x: x IS NOT NULL)"
+
+    @staticmethod
+    def fence(select: str) -> str:
+        """``select`` as a subquery the planner computes once per row instead of inlining it.
+
+        Expected provenance columns are referenced several times downstream (struct, sample hash,
+        comparison); an engine that inlines subqueries would hash each field once per reference.
+        """
+        return select
+
+    @staticmethod
+    def string_list(items: Sequence[str]) -> str:
+        """A list-of-strings literal from SQL string expressions ``items``."""
+        return "CAST([" + ", ".join(items) + "] AS VARCHAR[])"
+
+    @staticmethod
+    def text_or_integer(type_name: str) -> bool:
+        """Whether a column of engine type ``type_name`` may identify aggregation members."""
+        upper = type_name.upper()
+        return upper == "VARCHAR" or upper in INTEGER_TYPES
 
     @staticmethod
     def string_agg_ordered(expr: str, order: str) -> str:
@@ -107,8 +131,8 @@ def dep_sql(d: SqlDialect, dep: DepPlan, source: str, upstream_schema: TableSche
             cols.append(f"{value} AS {q(dep.dv_column(f))}")
         return f"SELECT {', '.join(cols)} FROM ({source}) AS u"
     for col in dep.member_ids:
-        ctype = upstream_schema.types.get(col, "VARCHAR").upper()
-        if ctype != "VARCHAR" and ctype not in INTEGER_TYPES:
+        ctype = upstream_schema.types.get(col)
+        if ctype is not None and not d.text_or_integer(ctype):
             raise ResolveError(
                 f"Aggregation over '{dep.feature}': id column '{col}' has type {ctype}; aggregation needs string or "
                 "integer ids (their text form orders the members)."
@@ -172,9 +196,9 @@ def expected_sql(
         sample_parts += [lit(fp.key), q(field_column(fp.key))]
     outer = (
         f"SELECT *, {struct} AS {q(C.PROVENANCE_BY_FIELD)}, {d.hash(sample_parts)} AS {q(C.PROVENANCE)} "
-        f"FROM ({inner}) AS e0"
+        f"FROM ({d.fence(inner)}) AS e0"
     )
-    return f"SELECT * FROM ({outer}) AS e1{_where(target_filters)}"
+    return f"SELECT * FROM ({d.fence(outer)}) AS e1{_where(target_filters)}"
 
 
 def removed_fields(plan: ResolvePlan, schema: TableSchema | None) -> list[str]:
@@ -247,7 +271,7 @@ def diff_sql(
     pbf, prov = q(C.PROVENANCE_BY_FIELD), q(C.PROVENANCE)
     non_key = [c for c in carried if c not in plan.key_columns]
     if stored is None:
-        all_fields = "CAST([" + ", ".join(lit(fp.key) for fp in plan.fields) + "] AS VARCHAR[])"
+        all_fields = d.string_list([lit(fp.key) for fp in plan.fields])
         cols = [keys, *(q(c) for c in non_key), pbf, prov]
         return (
             f"SELECT 'new' AS {STATUS}, {', '.join(cols)}, {all_fields} AS {q(C.CHANGED_FIELDS)}, "
