@@ -1,0 +1,34 @@
+"""Stores that keep their data in a file (or folder) and can be reopened by another process.
+
+The fault tests (SIGKILL, concurrent writers, disk full) run once per entry of :data:`FILE_ENGINES`.
+A backend joins them by adding one function here that builds a store from a folder: the function
+must be importable by a child process (module level, no pytest fixtures), because the faults are
+injected into real processes. A builder may raise :class:`EngineUnavailable` when its driver is
+missing; the tests then skip that engine.
+"""
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import metaxy_core as mx
+
+
+class EngineUnavailable(RuntimeError):
+    """The engine's driver or server is not available on this machine."""
+
+
+def _duckdb(folder: Path, **options: Any) -> mx.MetadataStore:
+    return mx.DuckDBMetadataStore(database=folder / "metadata.duckdb", **options)
+
+
+FileEngine = Callable[..., mx.MetadataStore]
+"""``engine(folder, **options) -> store``; every call with the same folder opens the same data."""
+
+FILE_ENGINES: dict[str, FileEngine] = {
+    "duckdb": _duckdb,
+}
+
+
+def build(name: str, folder: str | Path, **options: Any) -> mx.MetadataStore:
+    return FILE_ENGINES[name](Path(folder), **options)

@@ -1,0 +1,219 @@
+"""Fault scenarios shared by the tests and ``bench/reliability_report.py`` (which runs them longer).
+
+Each scenario injects a real fault into real processes on one file engine and returns what it
+observed; the callers assert on the figures. Nothing here repairs a store between faults: the
+checks read it exactly as the next process would find it.
+"""
+
+import json
+import random
+import signal
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import metaxy_core as mx
+from tests.reliability.batches import batch_counts, batch_feature, batch_rows, batch_to_write, partial_batches
+from tests.reliability.engines import build
+from tests.reliability.spawn import report, worker
+
+
+@dataclass
+class KillStats:
+    trials: int = 0
+    mid_write: int = 0
+    """Kills that landed between a batch's ``start`` and its acknowledgement."""
+    acked_batches: int = 0
+    unacked_committed: int = 0
+    """Batches whose write committed but whose writer died before acknowledging: allowed, counted."""
+    rows_lost: int = 0
+    partial_batches: list[int] = field(default_factory=list)
+    duplicate_rows: int = 0
+    unexpected_batches: list[int] = field(default_factory=list)
+    resolve_failures: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not (
+            self.rows_lost
+            or self.partial_batches
+            or self.duplicate_rows
+            or self.unexpected_batches
+            or self.resolve_failures
+        )
+
+
+def _journal(path: Path) -> tuple[list[int], set[int], bool]:
+    """(started batch ids in order, acknowledged ids, whether the last line is an unfinished start)."""
+    started: list[int] = []
+    acked: set[int] = set()
+    last = ""
+    if path.exists():
+        for line in path.read_text().splitlines():
+            if not line.endswith(tuple("0123456789")):
+                continue  # a line cut by the kill
+            verb, batch_id = line.split()
+            (started.append if verb == "start" else acked.add)(int(batch_id))
+            last = verb
+    return started, acked, last == "start"
+
+
+def sigkill_trials(
+    engine: str, folder: Path, *, trials: int, rows: int, max_delay: float, seed: int = 0
+) -> KillStats:
+    """Kill a batch writer ``trials`` times at random moments; check the store after every kill."""
+    rng = random.Random(seed)
+    journal = folder / "journal.txt"
+    store_folder = folder / "store"
+    store_folder.mkdir(parents=True, exist_ok=True)
+    feature = batch_feature(mx.FeatureGraph())
+    stats = KillStats()
+    next_batch = 0
+    for _ in range(trials):
+        child = worker(
+            "killable_writer",
+            engine=engine,
+            folder=str(store_folder),
+            journal=str(journal),
+            first_batch=next_batch,
+            batches=10_000,
+            rows=rows,
+        )
+        assert child.stdout is not None
+        if child.stdout.readline().strip() != "ready":
+            report(child, timeout=30)  # raises with the child's stderr
+        time.sleep(rng.uniform(0, max_delay))
+        child.send_signal(signal.SIGKILL)
+        child.communicate(timeout=30)
+        if child.returncode != -signal.SIGKILL:
+            raise AssertionError(f"the writer ended before the kill (exit {child.returncode})")
+        stats.trials += 1
+        started, acked, mid_write = _journal(journal)
+        stats.mid_write += mid_write
+        next_batch = max(started, default=next_batch - 1) + 1
+
+        store = build(engine, store_folder)
+        with store:
+            per_batch, total, distinct = batch_counts(store, feature)
+            stats.acked_batches = len(acked)
+            stats.rows_lost = sum(rows - per_batch.get(b, 0) for b in acked)
+            stats.partial_batches = partial_batches(per_batch, rows)
+            stats.duplicate_rows = total - distinct
+            stats.unexpected_batches = sorted(set(per_batch) - set(started))
+            stats.unacked_committed = sum(1 for b in per_batch if b not in acked and per_batch[b] == rows)
+            if per_batch and not stats.partial_batches:
+                # The store still resolves, and the newest batch's provenance is exactly what was written.
+                newest = max(per_batch)
+                increment = store.resolve_update(
+                    feature, samples=batch_rows(newest, rows), filters=f"batch_id = {newest}"
+                )
+                if not increment.is_empty:
+                    stats.resolve_failures.append(f"batch {newest}: {increment.summary()}")
+        if not stats.ok:
+            break
+    return stats
+
+
+@dataclass
+class ConcurrencyStats:
+    writers: int
+    batches: int
+    rows: int
+    stored_rows: int
+    distinct_rows: int
+    partial_batches: list[int]
+    reads: int
+    partial_reads: int
+    max_write_wait: float
+    max_read_wait: float
+    seconds: float
+
+    @property
+    def expected_rows(self) -> int:
+        return self.writers * self.batches * self.rows
+
+
+def concurrent_writers(
+    engine: str, folder: Path, *, writers: int, batches: int, rows: int
+) -> ConcurrencyStats:
+    """``writers`` processes write ``batches`` batches each while a reader polls the same store."""
+    folder.mkdir(parents=True, exist_ok=True)
+    stop = folder / "stop"
+    store_folder = folder / "store"
+    start = time.monotonic()
+    reader = worker("polling_reader", engine=engine, folder=str(store_folder), stop_file=str(stop), rows=rows)
+    procs = [
+        worker(
+            "concurrent_writer", engine=engine, folder=str(store_folder), writer=w, batches=batches, rows=rows
+        )
+        for w in range(writers)
+    ]
+    try:
+        writer_reports = [report(p, timeout=600) for p in procs]
+    finally:
+        stop.touch()
+    reader_report = report(reader, timeout=600)
+    seconds = time.monotonic() - start
+    feature = batch_feature(mx.FeatureGraph())
+    with build(engine, store_folder) as store:
+        per_batch, total, distinct = batch_counts(store, feature)
+    expected = {w * 1_000 + k for w in range(writers) for k in range(batches)}
+    missing = sorted(expected - set(per_batch))
+    return ConcurrencyStats(
+        writers=writers,
+        batches=batches,
+        rows=rows,
+        stored_rows=total,
+        distinct_rows=distinct,
+        partial_batches=partial_batches(per_batch, rows, expected) + missing,
+        reads=reader_report["reads"],
+        partial_reads=reader_report["partial"],
+        max_write_wait=max(r["max_wait"] for r in writer_reports),
+        max_read_wait=reader_report["max_wait"],
+        seconds=seconds,
+    )
+
+
+@dataclass
+class DiskFullStats:
+    limit_bytes: int
+    raised: str | None
+    message: str | None
+    metaxy_error: bool
+    rows_before: int
+    rows_after: int
+    reopened: bool
+
+
+def disk_full(engine: str, folder: Path, *, seed_rows: int, big_rows: int, headroom: int) -> DiskFullStats:
+    """Fill a store, cap file size at its size + ``headroom`` bytes in a child, write a big batch there."""
+    store_folder = folder / "store"
+    store_folder.mkdir(parents=True, exist_ok=True)
+    feature = batch_feature(mx.FeatureGraph())
+    with build(engine, store_folder) as store:
+        store.write(feature, batch_to_write(feature, 1, seed_rows))
+    size = max(p.stat().st_size for p in store_folder.rglob("*") if p.is_file())
+    limit = size + headroom
+    child = worker(
+        "disk_full_writer", engine=engine, folder=str(store_folder), limit_bytes=limit, rows=big_rows
+    )
+    outcome = report(child, timeout=300)
+    reopened, rows_after = False, -1
+    with build(engine, store_folder) as store:
+        per_batch, total, distinct = batch_counts(store, feature)
+        reopened = True
+        rows_after = per_batch.get(1, 0) if total == distinct else -1
+    return DiskFullStats(
+        limit_bytes=limit,
+        raised=outcome["raised"],
+        message=outcome["message"],
+        metaxy_error=outcome["metaxy_error"],
+        rows_before=seed_rows,
+        rows_after=rows_after,
+        reopened=reopened,
+    )
+
+
+def summary(title: str, figures: dict[str, object]) -> str:
+    """One line the tests print (visible with ``-s`` / ``-rA``) and the report script reuses."""
+    return f"[reliability] {title}: " + json.dumps(figures, default=str)

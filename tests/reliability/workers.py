@@ -1,0 +1,104 @@
+"""Child processes of the fault scenarios: ``python -m tests.reliability.workers <role> <json>``.
+
+Each role opens its store through :mod:`tests.reliability.engines`, so it runs on any file engine.
+Roles report on stdout (one JSON line at the end) or through the files named in their arguments,
+written line by line and flushed, so the parent can read them even after killing the child.
+"""
+
+import json
+import resource
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import metaxy_core as mx
+from tests.reliability.batches import batch_counts, batch_feature, batch_to_write, partial_batches
+from tests.reliability.engines import build
+
+
+def killable_writer(
+    engine: str, folder: str, journal: str, first_batch: int, batches: int, rows: int
+) -> None:
+    """Write batches until killed; journal ``start <b>`` before each write and ``ack <b>`` after it returns."""
+    feature = batch_feature(mx.FeatureGraph())
+    store = build(engine, folder)
+    with open(journal, "a", buffering=1) as log:
+        print("ready", flush=True)
+        for batch_id in range(first_batch, first_batch + batches):
+            frame = batch_to_write(feature, batch_id, rows)
+            log.write(f"start {batch_id}\n")
+            log.flush()
+            # one session per batch: kills also land while the store opens and closes the file
+            with store:
+                store.write(feature, frame)
+            log.write(f"ack {batch_id}\n")
+            log.flush()
+
+
+def concurrent_writer(engine: str, folder: str, writer: int, batches: int, rows: int) -> None:
+    """Write ``batches`` batches, one store session each; report the slowest session (lock wait + write)."""
+    feature = batch_feature(mx.FeatureGraph())
+    store = build(engine, folder)
+    durations = []
+    for k in range(batches):
+        frame = batch_to_write(feature, writer * 1_000 + k, rows)
+        start = time.monotonic()
+        with store:
+            store.write(feature, frame)
+        durations.append(time.monotonic() - start)
+    print(json.dumps({"writer": writer, "max_wait": max(durations), "total": sum(durations)}), flush=True)
+
+
+def polling_reader(engine: str, folder: str, stop_file: str, rows: int) -> None:
+    """Read the whole feature until ``stop_file`` appears; count reads that saw a partial batch."""
+    feature = batch_feature(mx.FeatureGraph())
+    store = build(engine, folder)
+    reads, partial, durations, max_rows = 0, 0, [], 0
+    while True:
+        stop = Path(stop_file).exists()  # checked before the read, so one read follows the last write
+        start = time.monotonic()
+        with store:
+            per_batch, total, _ = batch_counts(store, feature)
+        durations.append(time.monotonic() - start)
+        reads += 1
+        partial += bool(partial_batches(per_batch, rows))
+        max_rows = max(max_rows, total)
+        if stop:
+            break
+        time.sleep(0.01)
+    report = {"reads": reads, "partial": partial, "max_wait": max(durations), "max_rows": max_rows}
+    print(json.dumps(report), flush=True)
+
+
+def disk_full_writer(engine: str, folder: str, limit_bytes: int, rows: int) -> None:
+    """Write one large batch with the file size capped at ``limit_bytes``; report how it failed."""
+    # Without SIG_IGN the kernel kills the process at the limit; ignored, write() returns EFBIG.
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (limit_bytes, limit_bytes))
+    feature = batch_feature(mx.FeatureGraph())
+    store = build(engine, folder)
+    frame = batch_to_write(feature, 999_999, rows)
+    outcome: dict[str, Any] = {"raised": None, "message": None, "metaxy_error": False}
+    try:
+        with store:
+            store.write(feature, frame)
+    except Exception as exc:
+        outcome = {
+            "raised": type(exc).__name__,
+            "message": str(exc),
+            "metaxy_error": isinstance(exc, mx.MetaxyError),
+        }
+    print(json.dumps(outcome), flush=True)
+
+
+ROLES = {
+    "killable_writer": killable_writer,
+    "concurrent_writer": concurrent_writer,
+    "polling_reader": polling_reader,
+    "disk_full_writer": disk_full_writer,
+}
+
+if __name__ == "__main__":
+    ROLES[sys.argv[1]](**json.loads(sys.argv[2]))
