@@ -6,8 +6,11 @@ checks read it exactly as the next process would find it.
 """
 
 import json
+import os
 import random
+import shutil
 import signal
+import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -185,26 +188,47 @@ class DiskFullStats:
     reopened: bool
 
 
-def disk_full(engine: str, folder: Path, *, seed_rows: int, big_rows: int, headroom: int) -> DiskFullStats:
-    """Fill a store, cap file size at its size + ``headroom`` bytes in a child, write a big batch there."""
+def disk_full(
+    engine: str, folder: Path, *, seed_rows: int, big_rows: int, headroom: int, tmpfs: bool = False
+) -> DiskFullStats:
+    """Fill a store, then write a big batch in a child that runs out of space.
+
+    ``tmpfs=False`` caps file sizes at the store's size + ``headroom`` bytes (RLIMIT_FSIZE: EFBIG,
+    works unprivileged); ``tmpfs=True`` puts the store on a tmpfs of that size (a real ENOSPC; needs
+    root and ``mount``, see :func:`can_mount_tmpfs`).
+    """
     store_folder = folder / "store"
     store_folder.mkdir(parents=True, exist_ok=True)
     feature = batch_feature(mx.FeatureGraph())
-    with build(engine, store_folder) as store:
-        store.write(feature, batch_to_write(feature, 1, seed_rows))
-    size = max(p.stat().st_size for p in store_folder.rglob("*") if p.is_file())
-    limit = size + headroom
-    child = worker(
-        "disk_full_writer", engine=engine, folder=str(store_folder), limit_bytes=limit, rows=big_rows
-    )
-    outcome = report(child, timeout=300)
-    reopened, rows_after = False, -1
-    with build(engine, store_folder) as store:
-        per_batch, total, distinct = batch_counts(store, feature)
-        reopened = True
-        rows_after = per_batch.get(1, 0) if total == distinct else -1
+    seed = batch_to_write(feature, 1, seed_rows)
+    if tmpfs:
+        # Measure the seeded size on a scratch copy, then seed the real store on a tmpfs just that big.
+        scratch = folder / "scratch"
+        scratch.mkdir()
+        with build(engine, scratch) as store:
+            store.write(feature, seed)
+        size = sum(p.stat().st_size for p in scratch.rglob("*") if p.is_file())
+        _mount_tmpfs(store_folder, size + headroom)
+    try:
+        with build(engine, store_folder) as store:
+            store.write(feature, seed)
+        limit = 0
+        if not tmpfs:
+            limit = max(p.stat().st_size for p in store_folder.rglob("*") if p.is_file()) + headroom
+        child = worker(
+            "disk_full_writer", engine=engine, folder=str(store_folder), limit_bytes=limit, rows=big_rows
+        )
+        outcome = report(child, timeout=300)
+        reopened, rows_after = False, -1
+        with build(engine, store_folder) as store:
+            per_batch, total, distinct = batch_counts(store, feature)
+            reopened = True
+            rows_after = per_batch.get(1, 0) if total == distinct and set(per_batch) == {1} else -1
+    finally:
+        if tmpfs:
+            subprocess.run(["umount", str(store_folder)], check=False)
     return DiskFullStats(
-        limit_bytes=limit,
+        limit_bytes=limit or size + headroom,
         raised=outcome["raised"],
         message=outcome["message"],
         metaxy_error=outcome["metaxy_error"],
@@ -212,6 +236,24 @@ def disk_full(engine: str, folder: Path, *, seed_rows: int, big_rows: int, headr
         rows_after=rows_after,
         reopened=reopened,
     )
+
+
+def _mount_tmpfs(path: Path, size: int) -> None:
+    subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)], check=True)
+
+
+def can_mount_tmpfs(scratch: Path) -> bool:
+    """Whether this process may mount a tmpfs (root in a container that allows it)."""
+    if shutil.which("mount") is None or os.geteuid() != 0:
+        return False
+    scratch.mkdir(parents=True, exist_ok=True)
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(scratch)], capture_output=True, check=False
+    )
+    if done.returncode != 0:
+        return False
+    subprocess.run(["umount", str(scratch)], check=False)
+    return True
 
 
 def summary(title: str, figures: dict[str, object]) -> str:

@@ -73,10 +73,12 @@ def polling_reader(engine: str, folder: str, stop_file: str, rows: int) -> None:
 
 
 def disk_full_writer(engine: str, folder: str, limit_bytes: int, rows: int) -> None:
-    """Write one large batch with the file size capped at ``limit_bytes``; report how it failed."""
-    # Without SIG_IGN the kernel kills the process at the limit; ignored, write() returns EFBIG.
-    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
-    resource.setrlimit(resource.RLIMIT_FSIZE, (limit_bytes, limit_bytes))
+    """Write one large batch with file sizes capped at ``limit_bytes`` (0: no cap, the disk itself is
+    small); report how it failed."""
+    if limit_bytes:
+        # Without SIG_IGN the kernel kills the process at the limit; ignored, write() returns EFBIG.
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit_bytes, limit_bytes))
     feature = batch_feature(mx.FeatureGraph())
     store = build(engine, folder)
     frame = batch_to_write(feature, 999_999, rows)
