@@ -277,8 +277,8 @@ def bad_inputs(draw: st.DrawFn, skip: frozenset[str] = frozenset()) -> BadInput:
             continue
         try:
             frame = FRAME_MUTATIONS[name](frame, data)
-        except pl.exceptions.ColumnNotFoundError:
-            continue  # an earlier mutation removed the column this one changes
+        except pl.exceptions.PolarsError:
+            continue  # an earlier mutation removed or retyped the column this one changes
     final = draw(st.sampled_from([None, *sorted(set(FINAL_MUTATIONS) - skip)]))
     if final is not None and frame.width and "sample_id" in frame.columns:
         frame = FINAL_MUTATIONS[final](frame, data)

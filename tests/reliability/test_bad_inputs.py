@@ -5,6 +5,7 @@ back exactly as before, history included), or accepted deterministically: a stor
 backend given the same calls accepts it too and reads back the same rows and provenance.
 """
 
+import os
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
@@ -25,8 +26,10 @@ from tests.conftest import STORE_FACTORIES
 from tests.reliability.bad_inputs import SEED_IDS, BadInput, bad_inputs, valid_frame
 
 FUZZ = settings(
-    max_examples=60,
+    # bench/reliability_report.py raises this to explore further than CI does
+    max_examples=int(os.environ.get("RELIABILITY_FUZZ_EXAMPLES", "40")),
     deadline=None,
+    derandomize=True,  # the same inputs on every CI run; bench/reliability_report.py explores further
     suppress_health_check=[
         HealthCheck.function_scoped_fixture,
         HealthCheck.too_slow,
@@ -40,6 +43,14 @@ KNOWN_BUGS = frozenset({"mixed_types", "case_collision"})
 """Mutations the fuzzers leave out because a strict xfail test below pins the bug they find."""
 
 tried: dict[str, int] = {"accepted": 0, "rejected": 0}
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _report_tried() -> Iterator[None]:
+    yield
+    from tests.reliability.scenarios import summary
+
+    print("\n" + summary("bad inputs", {"inputs": sum(tried.values()), **tried}))
 
 
 def fuzz_features() -> dict[str, type[mx.BaseFeature]]:
@@ -180,7 +191,7 @@ def test_resolve_bad_samples(store_pair: Callable[..., Iterator[Any]], bad: BadI
             f"{bad}: {type(store).__name__} {outcome} ({result}) but {type(reference).__name__} {ref_outcome} "
             f"({ref_result})"
         )
-        if target == "child":
+        if target == "child" and bad.value is not None:
             assert outcome == "rejected", "samples= on a feature with deps must be refused"
         if outcome == "ok":
             mine, theirs = increment_frames(result), increment_frames(ref_result)
