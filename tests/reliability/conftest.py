@@ -5,18 +5,17 @@ from pathlib import Path
 
 import pytest
 
-from tests.reliability.engines import FILE_ENGINES, EngineUnavailable, build
+from tests.reliability.engines import FILE_ENGINES
+from tests.reliability.spawn import call
 
 
 @pytest.fixture(params=sorted(FILE_ENGINES))
 def file_engine(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """Name of a file engine whose driver is available (probed once by opening a scratch store)."""
+    """Name of a file engine whose driver is available (probed by opening a scratch store)."""
     name: str = request.param
-    try:
-        with build(name, tmp_path / "probe"):
-            pass
-    except EngineUnavailable as exc:
-        pytest.skip(f"{name}: {exc}")
+    unavailable = call(name, "probe", folder=str(tmp_path / "probe"))["unavailable"]
+    if unavailable:
+        pytest.skip(f"{name}: {unavailable}")
     return name
 
 

@@ -4,7 +4,8 @@ The fault tests (SIGKILL, concurrent writers, disk full) run once per entry of :
 A backend joins them by adding one function here that builds a store from a folder: the function
 must be importable by a child process (module level, no pytest fixtures), because the faults are
 injected into real processes. A builder may raise :class:`EngineUnavailable` when its driver is
-missing; the tests then skip that engine.
+missing; the tests then skip that engine. An engine that allows one database path per process
+also goes into :data:`ISOLATED_ENGINES`.
 """
 
 from collections.abc import Callable
@@ -28,6 +29,11 @@ FileEngine = Callable[..., mx.MetadataStore]
 FILE_ENGINES: dict[str, FileEngine] = {
     "duckdb": _duckdb,
 }
+
+ISOLATED_ENGINES: set[str] = set()
+"""Engines whose process may open only one store path in its lifetime (chDB binds a process to its
+first path). The scenarios then open these stores in a fresh child process for every check,
+never in the test process itself."""
 
 
 def build(name: str, folder: str | Path, **options: Any) -> mx.MetadataStore:

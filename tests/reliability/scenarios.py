@@ -15,10 +15,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import metaxy_core as mx
-from tests.reliability.batches import batch_counts, batch_feature, batch_rows, batch_to_write, partial_batches
-from tests.reliability.engines import build
-from tests.reliability.spawn import report, worker
+from tests.reliability.batches import partial_batches
+from tests.reliability.spawn import call, report, worker
 
 
 @dataclass
@@ -69,7 +67,6 @@ def sigkill_trials(
     journal = folder / "journal.txt"
     store_folder = folder / "store"
     store_folder.mkdir(parents=True, exist_ok=True)
-    feature = batch_feature(mx.FeatureGraph())
     stats = KillStats()
     next_batch = 0
     for _ in range(trials):
@@ -95,23 +92,18 @@ def sigkill_trials(
         stats.mid_write += mid_write
         next_batch = max(started, default=next_batch - 1) + 1
 
-        store = build(engine, store_folder)
-        with store:
-            per_batch, total, distinct = batch_counts(store, feature)
-            stats.acked_batches = len(acked)
-            stats.rows_lost = sum(rows - per_batch.get(b, 0) for b in acked)
-            stats.partial_batches = partial_batches(per_batch, rows)
-            stats.duplicate_rows = total - distinct
-            stats.unexpected_batches = sorted(set(per_batch) - set(started))
-            stats.unacked_committed = sum(1 for b in per_batch if b not in acked and per_batch[b] == rows)
-            if per_batch and not stats.partial_batches:
-                # The store still resolves, and the newest batch's provenance is exactly what was written.
-                newest = max(per_batch)
-                increment = store.resolve_update(
-                    feature, samples=batch_rows(newest, rows), filters=f"batch_id = {newest}"
-                )
-                if not increment.is_empty:
-                    stats.resolve_failures.append(f"batch {newest}: {increment.summary()}")
+        # A fresh reader, no repair step: it also checks the store still resolves, and that the newest
+        # batch's provenance is exactly what was written.
+        found = call(engine, "inspect_store", folder=str(store_folder), rows=rows, resolve_newest=True)
+        per_batch: dict[int, int] = found["per_batch"]
+        stats.acked_batches = len(acked)
+        stats.rows_lost = sum(rows - per_batch.get(b, 0) for b in acked)
+        stats.partial_batches = partial_batches(per_batch, rows)
+        stats.duplicate_rows = found["total"] - found["distinct"]
+        stats.unexpected_batches = sorted(set(per_batch) - set(started))
+        stats.unacked_committed = sum(1 for b in per_batch if b not in acked and per_batch[b] == rows)
+        if found["resolve_problem"]:
+            stats.resolve_failures.append(found["resolve_problem"])
         if not stats.ok:
             break
     return stats
@@ -157,9 +149,8 @@ def concurrent_writers(
         stop.touch()
     reader_report = report(reader, timeout=600)
     seconds = time.monotonic() - start
-    feature = batch_feature(mx.FeatureGraph())
-    with build(engine, store_folder) as store:
-        per_batch, total, distinct = batch_counts(store, feature)
+    found = call(engine, "inspect_store", folder=str(store_folder), rows=rows)
+    per_batch, total, distinct = found["per_batch"], found["total"], found["distinct"]
     expected = {w * 1_000 + k for w in range(writers) for k in range(batches)}
     missing = sorted(expected - set(per_batch))
     return ConcurrencyStats(
@@ -199,19 +190,16 @@ def disk_full(
     """
     store_folder = folder / "store"
     store_folder.mkdir(parents=True, exist_ok=True)
-    feature = batch_feature(mx.FeatureGraph())
-    seed = batch_to_write(feature, 1, seed_rows)
+    size = 0
     if tmpfs:
         # Measure the seeded size on a scratch copy, then seed the real store on a tmpfs just that big.
         scratch = folder / "scratch"
         scratch.mkdir()
-        with build(engine, scratch) as store:
-            store.write(feature, seed)
+        call(engine, "seed_store", folder=str(scratch), batch_id=1, rows=seed_rows)
         size = sum(p.stat().st_size for p in scratch.rglob("*") if p.is_file())
         _mount_tmpfs(store_folder, size + headroom)
     try:
-        with build(engine, store_folder) as store:
-            store.write(feature, seed)
+        call(engine, "seed_store", folder=str(store_folder), batch_id=1, rows=seed_rows)
         limit = 0
         if not tmpfs:
             limit = max(p.stat().st_size for p in store_folder.rglob("*") if p.is_file()) + headroom
@@ -219,11 +207,12 @@ def disk_full(
             "disk_full_writer", engine=engine, folder=str(store_folder), limit_bytes=limit, rows=big_rows
         )
         outcome = report(child, timeout=300)
-        reopened, rows_after = False, -1
-        with build(engine, store_folder) as store:
-            per_batch, total, distinct = batch_counts(store, feature)
-            reopened = True
-            rows_after = per_batch.get(1, 0) if total == distinct and set(per_batch) == {1} else -1
+        found = call(engine, "inspect_store", folder=str(store_folder), rows=seed_rows)
+        reopened = True
+        per_batch = found["per_batch"]
+        rows_after = (
+            per_batch.get(1, 0) if found["total"] == found["distinct"] and set(per_batch) == {1} else -1
+        )
     finally:
         if tmpfs:
             subprocess.run(["umount", str(store_folder)], check=False)

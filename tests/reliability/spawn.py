@@ -29,3 +29,17 @@ def report(process: subprocess.Popen[str], timeout: float) -> dict[str, Any]:
     if process.returncode != 0:
         raise AssertionError(f"worker exited with {process.returncode}:\n{err[-3000:]}")
     return json.loads(out.strip().splitlines()[-1])
+
+
+def call(engine: str, role: str, **arguments: Any) -> dict[str, Any]:
+    """Run a reporting role of :mod:`tests.reliability.workers` for ``engine``: in this process, or in a
+    fresh child when the engine allows one store path per process."""
+    from tests.reliability import workers
+    from tests.reliability.engines import ISOLATED_ENGINES
+
+    if engine in ISOLATED_ENGINES:
+        answer = report(worker(role, engine=engine, **arguments), timeout=300)
+        if "per_batch" in answer:  # JSON turned the batch ids into strings
+            answer["per_batch"] = {int(k): v for k, v in answer["per_batch"].items()}
+        return answer
+    return getattr(workers, role)(engine=engine, **arguments)

@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import metaxy_core as mx
-from tests.reliability.batches import batch_counts, batch_feature, batch_to_write, partial_batches
-from tests.reliability.engines import build
+from tests.reliability.batches import batch_counts, batch_feature, batch_rows, batch_to_write, partial_batches
+from tests.reliability.engines import EngineUnavailable, build
 
 
 def killable_writer(
@@ -72,6 +72,37 @@ def polling_reader(engine: str, folder: str, stop_file: str, rows: int) -> None:
     print(json.dumps(report), flush=True)
 
 
+def inspect_store(engine: str, folder: str, rows: int, resolve_newest: bool = False) -> dict[str, Any]:
+    """What a fresh reader finds: rows per batch, totals, and (optionally) whether the newest complete
+    batch resolves to an empty increment (its stored provenance is exactly what was written)."""
+    feature = batch_feature(mx.FeatureGraph())
+    with build(engine, folder) as store:
+        per_batch, total, distinct = batch_counts(store, feature)
+        resolved = None
+        if resolve_newest and per_batch and not partial_batches(per_batch, rows):
+            newest = max(per_batch)
+            samples = batch_rows(newest, rows)
+            increment = store.resolve_update(feature, samples=samples, filters=f"batch_id = {newest}")
+            resolved = None if increment.is_empty else f"batch {newest}: {increment.summary()}"
+    return {"per_batch": per_batch, "total": total, "distinct": distinct, "resolve_problem": resolved}
+
+
+def seed_store(engine: str, folder: str, batch_id: int, rows: int) -> dict[str, Any]:
+    feature = batch_feature(mx.FeatureGraph())
+    with build(engine, folder) as store:
+        return {"written": store.write(feature, batch_to_write(feature, batch_id, rows))}
+
+
+def probe(engine: str, folder: str) -> dict[str, Any]:
+    """Whether the engine's driver works here (opens and closes a scratch store)."""
+    try:
+        with build(engine, folder):
+            pass
+    except EngineUnavailable as exc:
+        return {"unavailable": str(exc)}
+    return {"unavailable": None}
+
+
 def disk_full_writer(engine: str, folder: str, limit_bytes: int, rows: int) -> None:
     """Write one large batch with file sizes capped at ``limit_bytes`` (0: no cap, the disk itself is
     small); report how it failed."""
@@ -95,7 +126,17 @@ def disk_full_writer(engine: str, folder: str, limit_bytes: int, rows: int) -> N
     print(json.dumps(outcome), flush=True)
 
 
+def _printing(function: Any) -> Any:
+    def role(**arguments: Any) -> None:
+        print(json.dumps(function(**arguments)), flush=True)
+
+    return role
+
+
 ROLES = {
+    "inspect_store": _printing(inspect_store),
+    "seed_store": _printing(seed_store),
+    "probe": _printing(probe),
     "killable_writer": killable_writer,
     "concurrent_writer": concurrent_writer,
     "polling_reader": polling_reader,
