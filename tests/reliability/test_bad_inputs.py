@@ -7,6 +7,7 @@ backend given the same calls accepts it too and reads back the same rows and pro
 
 import os
 import tempfile
+from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from pathlib import Path
@@ -43,6 +44,7 @@ KNOWN_BUGS = frozenset({"mixed_types", "case_collision"})
 """Mutations the fuzzers leave out because a strict xfail test below pins the bug they find."""
 
 tried: dict[str, int] = {"accepted": 0, "rejected": 0}
+kinds: Counter[str] = Counter()
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -50,7 +52,12 @@ def _report_tried() -> Iterator[None]:
     yield
     from tests.reliability.scenarios import summary
 
-    print("\n" + summary("bad inputs", {"inputs": sum(tried.values()), **tried}))
+    print(
+        "\n"
+        + summary(
+            "bad inputs", {"inputs": sum(tried.values()), **tried, "kinds": dict(sorted(kinds.items()))}
+        )
+    )
 
 
 def fuzz_features() -> dict[str, type[mx.BaseFeature]]:
@@ -140,6 +147,7 @@ def test_write_bad_input(store_pair: Callable[..., Iterator[Any]], bad: BadInput
         outcome, result = attempt(lambda s=store: s.write(feature, bad.value))
         ref_outcome, ref_result = attempt(lambda s=reference: s.write(feature, bad.value))
         tried["accepted" if outcome == "ok" else "rejected"] += 1
+        kinds.update(bad.mutations or ["valid"])
         if outcome == "rejected":
             same(
                 before,
@@ -186,6 +194,7 @@ def test_resolve_bad_samples(store_pair: Callable[..., Iterator[Any]], bad: BadI
         outcome, result = attempt(lambda s=store: s.resolve_update(feature, samples=bad.value))
         ref_outcome, ref_result = attempt(lambda s=reference: s.resolve_update(feature, samples=bad.value))
         tried["accepted" if outcome == "ok" else "rejected"] += 1
+        kinds.update(bad.mutations or ["valid"])
         same(before, snapshot(store, stored, volatile=True), f"{bad}: resolve_update changed stored rows")
         assert outcome == ref_outcome, (
             f"{bad}: {type(store).__name__} {outcome} ({result}) but {type(reference).__name__} {ref_outcome} "
