@@ -25,8 +25,8 @@ from tests.reliability.engines import FILE_ENGINES  # noqa: E402
 from tests.reliability.scenarios import concurrent_writers, disk_full, sigkill_trials  # noqa: E402
 
 
-def pytest_figures(test: str, env: dict[str, str]) -> list[dict[str, object]]:
-    """Run one pytest target with ``-s`` and collect its ``[reliability]`` summary lines."""
+def pytest_figures(test: str, env: dict[str, str]) -> tuple[list[dict[str, object]], list[str]]:
+    """Run one pytest target with ``-s``; its ``[reliability]`` summary lines and its failures."""
     import json
 
     done = subprocess.run(
@@ -38,15 +38,16 @@ def pytest_figures(test: str, env: dict[str, str]) -> list[dict[str, object]]:
         check=False,
     )
     tail = done.stdout.strip().splitlines()[-1:] or [""]
+    failures = [line for line in done.stdout.splitlines() if line.startswith("FAILED ")]
     if done.returncode != 0:
-        raise SystemExit(f"{test} failed:\n{done.stdout[-4000:]}\n{done.stderr[-2000:]}")
+        print(done.stdout[-6000:], file=sys.stderr)
     found = []
     for line in done.stdout.splitlines():
         match = re.match(r"\[reliability\] (.+?): (\{.*\})$", line.strip())
         if match:
             found.append({"title": match.group(1), **json.loads(match.group(2))})
     print(f"  {test}: {tail[0]}", file=sys.stderr)
-    return found
+    return found, failures
 
 
 def main() -> None:
@@ -114,7 +115,7 @@ def main() -> None:
             )
 
     print(f"fuzzing: {args.fuzz} examples per test and store", file=sys.stderr)
-    fuzz = pytest_figures(
+    fuzz, failed = pytest_figures(
         "tests/reliability/test_bad_inputs.py", {"RELIABILITY_FUZZ_EXAMPLES": str(args.fuzz)}
     )
     for figures in fuzz:
@@ -128,9 +129,10 @@ def main() -> None:
                 "0",
             )
         )
+    rows += [("bad inputs: **FAILED**", "", line, "see the test output", "?") for line in failed]
     seeds = ",".join(str(s) for s in range(1, args.diff_seeds + 1))
     print(f"differential: {args.diff_seeds} seeds x {args.diff_steps} steps", file=sys.stderr)
-    diff = pytest_figures(
+    diff, diff_failed = pytest_figures(
         "tests/reliability/test_differential.py",
         {"RELIABILITY_DIFF_SEEDS": seeds, "RELIABILITY_DIFF_STEPS": str(args.diff_steps)},
     )
@@ -147,6 +149,7 @@ def main() -> None:
             )
         )
 
+    rows += [("differential: **FAILED**", "", line, "see the test output", "?") for line in diff_failed]
     print("| scenario | engine | trials / inputs | faults survived | rows lost |")
     print("|---|---|---|---|---|")
     for row in rows:

@@ -86,14 +86,19 @@ def duplicate_id(frame: pl.DataFrame, data: st.DataObject) -> pl.DataFrame:
 def wrong_id_type(frame: pl.DataFrame, data: st.DataObject) -> pl.DataFrame:
     kind = data.draw(st.sampled_from(["int", "float", "bool", "binary", "list"]))
     n = frame.height
-    values: dict[str, list[Any]] = {
-        "int": list(range(n)),
-        "float": [i + 0.5 for i in range(n)],
-        "bool": [i % 2 == 0 for i in range(n)],
-        "binary": [f"s{i}".encode() for i in range(n)],
-        "list": [[i] for i in range(n)],
+    values: dict[str, pl.Series] = {
+        "int": pl.Series("sample_id", list(range(n)), dtype=pl.Int64),
+        "float": pl.Series("sample_id", [i + 0.5 for i in range(n)], dtype=pl.Float64),
+        "bool": pl.Series("sample_id", [i % 2 == 0 for i in range(n)], dtype=pl.Boolean),
+        "binary": pl.Series("sample_id", [f"s{i}".encode() for i in range(n)], dtype=pl.Binary),
+        "list": pl.Series("sample_id", [[i] for i in range(n)], dtype=pl.List(pl.Int64)),
     }
-    return frame.with_columns(pl.Series("sample_id", values[kind]))
+    return frame.with_columns(values[kind])
+
+
+def null_dtype_ids(frame: pl.DataFrame, data: st.DataObject) -> pl.DataFrame:
+    """No rows, and an id column of polars' Null type (what ``pl.DataFrame({"sample_id": []})`` gives)."""
+    return frame.head(0).with_columns(pl.Series("sample_id", [], dtype=pl.Null))
 
 
 def missing_id(frame: pl.DataFrame, data: st.DataObject) -> pl.DataFrame:
@@ -242,6 +247,7 @@ FRAME_MUTATIONS: dict[str, Mutation] = {
     "null_id": null_id,
     "duplicate_id": duplicate_id,
     "wrong_id_type": wrong_id_type,
+    "null_dtype_ids": null_dtype_ids,
     "missing_id": missing_id,
     "wrong_value_type": wrong_value_type,
     "bad_struct": bad_struct,
