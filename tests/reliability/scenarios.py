@@ -23,7 +23,9 @@ from tests.reliability.spawn import call, report, worker
 class KillStats:
     trials: int = 0
     mid_write: int = 0
-    """Kills that landed between a batch's ``start`` and its acknowledgement."""
+    """Kills that landed inside ``store.write`` (after the store opened, before ``write`` returned)."""
+    phases: dict[str, int] = field(default_factory=dict)
+    """Kills per phase of the writer: opening, writing, closing, between batches."""
     acked_batches: int = 0
     unacked_committed: int = 0
     """Batches whose write committed but whose writer died before acknowledging: allowed, counted."""
@@ -44,19 +46,24 @@ class KillStats:
         )
 
 
-def _journal(path: Path) -> tuple[list[int], set[int], bool]:
-    """(started batch ids in order, acknowledged ids, whether the last line is an unfinished start)."""
+def _journal(path: Path) -> tuple[list[int], set[int], str]:
+    """(started batch ids in order, acknowledged ids, phase the writer was in when it died)."""
     started: list[int] = []
     acked: set[int] = set()
-    last = ""
+    phase = "between batches"
     if path.exists():
         for line in path.read_text().splitlines():
             if not line.endswith(tuple("0123456789")):
                 continue  # a line cut by the kill
             verb, batch_id = line.split()
-            (started.append if verb == "start" else acked.add)(int(batch_id))
-            last = verb
-    return started, acked, last == "start"
+            if verb == "start":
+                started.append(int(batch_id))
+            elif verb == "ack":
+                acked.add(int(batch_id))
+            phase = {"start": "opening", "write": "writing", "close": "closing", "ack": "between batches"}[
+                verb
+            ]
+    return started, acked, phase
 
 
 def sigkill_trials(
@@ -88,8 +95,9 @@ def sigkill_trials(
         if child.returncode != -signal.SIGKILL:
             raise AssertionError(f"the writer ended before the kill (exit {child.returncode})")
         stats.trials += 1
-        started, acked, mid_write = _journal(journal)
-        stats.mid_write += mid_write
+        started, acked, phase = _journal(journal)
+        stats.phases[phase] = stats.phases.get(phase, 0) + 1
+        stats.mid_write += phase == "writing"
         next_batch = max(started, default=next_batch - 1) + 1
 
         # A fresh reader, no repair step: it also checks the store still resolves, and that the newest

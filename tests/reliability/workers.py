@@ -21,20 +21,29 @@ from tests.reliability.engines import EngineUnavailable, build
 def killable_writer(
     engine: str, folder: str, journal: str, first_batch: int, batches: int, rows: int
 ) -> None:
-    """Write batches until killed; journal ``start <b>`` before each write and ``ack <b>`` after it returns."""
+    """Write batches until killed, journaling each phase of each batch.
+
+    ``start`` before opening the store, ``write`` once it is open, ``close`` when ``write`` has
+    returned, ``ack`` after the session closed: a batch is acknowledged only then.
+    """
     feature = batch_feature(mx.FeatureGraph())
     store = build(engine, folder)
     with open(journal, "a", buffering=1) as log:
+
+        def note(phase: str, batch_id: int) -> None:
+            log.write(f"{phase} {batch_id}\n")
+            log.flush()
+
         print("ready", flush=True)
         for batch_id in range(first_batch, first_batch + batches):
             frame = batch_to_write(feature, batch_id, rows)
-            log.write(f"start {batch_id}\n")
-            log.flush()
+            note("start", batch_id)
             # one session per batch: kills also land while the store opens and closes the file
             with store:
+                note("write", batch_id)
                 store.write(feature, frame)
-            log.write(f"ack {batch_id}\n")
-            log.flush()
+                note("close", batch_id)
+            note("ack", batch_id)
 
 
 def concurrent_writer(engine: str, folder: str, writer: int, batches: int, rows: int) -> None:
