@@ -196,7 +196,6 @@ def system_misuse(frame: pl.DataFrame, data: st.DataObject) -> pl.DataFrame:
                 "provenance_null",
                 "provenance_int",
                 "data_version",
-                "data_version_null",
                 "data_version_by_field",
                 "data_version_by_field_extra",
             ]
@@ -214,11 +213,19 @@ def system_misuse(frame: pl.DataFrame, data: st.DataObject) -> pl.DataFrame:
         "provenance_null": pl.Series(C.PROVENANCE, [None] * n, dtype=pl.String),
         "provenance_int": pl.Series(C.PROVENANCE, list(range(n))),
         "data_version": pl.Series(C.DATA_VERSION, [f"dv{i}" for i in range(n)]),
-        "data_version_null": pl.Series(C.DATA_VERSION, [None] * n, dtype=pl.String),
         "data_version_by_field": pl.Series(C.DATA_VERSION_BY_FIELD, [{"a": "x"}] * n),
         "data_version_by_field_extra": pl.Series(C.DATA_VERSION_BY_FIELD, [{"a": "x", "zz": "y"}] * n),
     }
     return frame.with_columns(columns[kind])
+
+
+def null_data_version(frame: pl.DataFrame, data: st.DataObject) -> pl.DataFrame:
+    """A ``metaxy_data_version`` column holding nulls (some or all rows)."""
+    if frame.height == 0:
+        return frame
+    keep = data.draw(st.booleans())
+    values = [f"dv{i}" if keep and i % 2 else None for i in range(frame.height)]
+    return frame.with_columns(pl.Series(C.DATA_VERSION, values, dtype=pl.String))
 
 
 def mixed_types(frame: pl.DataFrame, data: st.DataObject) -> Any:
@@ -256,6 +263,7 @@ FRAME_MUTATIONS: dict[str, Mutation] = {
     "huge_string": huge_string,
     "empty": empty,
     "system_misuse": system_misuse,
+    "null_data_version": null_data_version,
 }
 FINAL_MUTATIONS: dict[str, Mutation] = {"mixed_types": mixed_types, "not_a_frame": not_a_frame}
 
