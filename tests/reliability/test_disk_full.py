@@ -40,3 +40,12 @@ def check(stats: DiskFullStats) -> None:
     assert "too large" in message or "space" in message, message
     assert stats.reopened
     assert stats.rows_after == stats.rows_before, "earlier data lost, or the failed batch is visible"
+
+
+def test_checks_in_a_fresh_process(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The path engines with one database per process take (chDB): every check runs in a child."""
+    from tests.reliability import engines
+
+    monkeypatch.setattr(engines, "ISOLATED_ENGINES", {"duckdb"})
+    stats = disk_full("duckdb", tmp_path, seed_rows=SEED_ROWS, big_rows=BIG_ROWS, headroom=0)
+    check(stats)
