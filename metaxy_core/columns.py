@@ -32,4 +32,5 @@ WRITABLE_SYSTEM_COLUMNS = (PROVENANCE_BY_FIELD, PROVENANCE, DATA_VERSION_BY_FIEL
 
 
 def is_system(column: str) -> bool:
-    return column.startswith("metaxy_")
+    # any letter case: SQL engines fold names, so METAXY_PROVENANCE would meet metaxy_provenance
+    return column.lower().startswith("metaxy_")

@@ -75,7 +75,19 @@ def _to_polars(frame: Any, what: str) -> pl.DataFrame:
         native = native.collect()
     if isinstance(native, nw.Series):
         raise MetadataValidationError(f"{what}: got a Series; pass a dataframe.")
-    return native.to_polars()
+    try:
+        return native.to_polars()
+    except Exception as exc:  # e.g. pyarrow.ArrowInvalid for a pandas object column of mixed types
+        bad = []
+        for column in native.columns:
+            try:
+                native.select(column).to_polars()
+            except Exception:
+                bad.append(column)
+        raise MetadataValidationError(
+            f"{what}: column(s) {bad or native.columns} of the {type(frame).__name__} cannot be converted to one "
+            f"type ({exc}). Give each column one type (e.g. cast a pandas object column of mixed values to str)."
+        ) from exc
 
 
 def normalize_filters(filters: Filters) -> list[Any]:
@@ -601,6 +613,13 @@ class MetadataStore(abc.ABC):
         )
         drop = [c for c in frame.columns if C.is_system(c) and c != C.PROVENANCE_BY_FIELD]
         frame = coerce_declared_columns(cls, frame.drop(drop), strict_unknown=False)
+        # An empty frame built without types (`pl.DataFrame({"id": []})`) has Null-typed ids: they
+        # hold no value, so give them the type the ids have wherever they are stored (String otherwise).
+        null_ids = [c for c in cls.spec.id_columns if frame.schema[c] == pl.Null]
+        if null_ids:
+            stored = self._schema(key)
+            types = stored.dtypes if stored is not None and stored.dtypes else {}
+            frame = frame.with_columns(pl.col(c).cast(types.get(c, pl.String)) for c in null_ids)
         return frame
 
     def _upstream_columns(self, cls: type[BaseFeature]) -> frozenset[str]:
@@ -681,7 +700,8 @@ class MetadataStore(abc.ABC):
             )
         frame = frame.with_columns(exprs)
         if C.DATA_VERSION in frame.columns:
-            dv = pl.col(C.DATA_VERSION).cast(pl.String)
+            # a null data version means "same as the provenance", as when the column is left out
+            dv = pl.coalesce(pl.col(C.DATA_VERSION).cast(pl.String), pl.col(C.PROVENANCE))
         elif (
             C.DATA_VERSION_BY_FIELD in frame.columns
             and not frame.select(

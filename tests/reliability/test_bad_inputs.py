@@ -40,7 +40,7 @@ FUZZ = settings(
 VOLATILE = [C.CREATED_AT, C.UPDATED_AT, C.MATERIALIZATION_ID]
 """Stamped per write (time, random id): equal across backends only by accident."""
 
-KNOWN_BUGS = frozenset({"mixed_types", "case_collision", "null_dtype_ids", "null_data_version"})
+KNOWN_BUGS: frozenset[str] = frozenset()
 """Mutations the fuzzers leave out because a strict xfail test below pins the bug they find."""
 
 tried: dict[str, int] = {"accepted": 0, "rejected": 0}
@@ -208,11 +208,6 @@ def test_resolve_bad_samples(store_pair: Callable[..., Iterator[Any]], bad: BadI
                 assert_frame_equal(mine[part], theirs[part], check_dtypes=False), f"{bad}: {part} differs"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="to_polars (stores/base.py) converts narwhals frames without translating errors: a pandas object "
-    "column mixing ints and strings escapes as pyarrow.ArrowInvalid instead of MetadataValidationError",
-)
 def test_mixed_type_pandas_column(store: mx.MetadataStore) -> None:
     feature = fuzz_features()["open"]
     native = valid_frame(SEED_IDS).to_pandas()
@@ -222,11 +217,9 @@ def test_mixed_type_pandas_column(store: mx.MetadataStore) -> None:
     assert not store.has_feature(feature)
 
 
-CASE_BUG = {
-    "duckdb": "DuckDB folds identifier case: a frame with columns 'score' and 'Score' stores 'Score' as a column "
-    "'Score_1' holding NULL, silently losing its values; the store should reject case-only name collisions "
-    "with a MetadataValidationError naming both columns",
-}
+CASE_BUG: dict[str, str] = {}
+"""Fixed: every store rejects columns whose names differ only in case (DuckDB used to store 'Score' as
+an all-NULL 'Score_1')."""
 
 
 @pytest.mark.parametrize("seeded", [False, True], ids=["first-write", "later-write"])
@@ -248,11 +241,8 @@ def test_case_colliding_column_names(
     assert row.get_column("Score").to_list() == [41], f"columns after the write: {row.columns}"
 
 
-NULL_DTYPE_BUG = {
-    "memory": "InMemoryMetadataStore.resolve_update with empty samples whose id column has polars' Null dtype "
-    "(a feature without declared columns) fails joining Null to String ids (ResolveError wrapping a polars "
-    "SchemaError); DuckDB resolves it as 'nothing expected': every stored sample orphaned",
-}
+NULL_DTYPE_BUG: dict[str, str] = {}
+"""Fixed: Null-typed id columns of empty samples take the stored id types on every store."""
 
 
 def test_empty_samples_with_null_typed_ids(request: pytest.FixtureRequest, store: mx.MetadataStore) -> None:
@@ -265,11 +255,8 @@ def test_empty_samples_with_null_typed_ids(request: pytest.FixtureRequest, store
     assert store.resolve_update(feature, samples=samples).counts() == {"new": 0, "stale": 0, "orphaned": 3}
 
 
-NULL_DATA_VERSION_BUG = {
-    "memory": "write() passes a null metaxy_data_version through (base.py checks nulls only in metaxy_provenance): "
-    "the memory store then reads back a null data version, while DuckDB stores NULL as 'same as provenance' and "
-    "reads back the provenance; a null should default to the provenance (or be rejected) on every store",
-}
+NULL_DATA_VERSION_BUG: dict[str, str] = {}
+"""Fixed: a null metaxy_data_version defaults to the provenance on every store."""
 
 
 def test_null_data_version(request: pytest.FixtureRequest, store: mx.MetadataStore) -> None:
