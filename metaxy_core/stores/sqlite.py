@@ -53,6 +53,7 @@ HISTORY = "metaxy_history."
 SYSTEM = "metaxy_system."
 PARENTS = "metaxy_parents."
 """Expansion parents written with no children (one marker row per parent), per feature table."""
+_ROWID = "metaxy_rowid"  # the reserved prefix: no user column has this name
 
 
 class SQLiteMetadataStore(MetadataStore):
@@ -427,8 +428,8 @@ class SQLiteMetadataStore(MetadataStore):
         becomes 0), so it cannot tell a value that does not convert.
         """
         rows = self.connection.frame(
-            f"SELECT rowid AS {q('__rid')}, {q(column)} FROM {q(table)}",
-            {"__rid": pl.Int64(), **io.physical_columns({column: old})},
+            f"SELECT rowid AS {q(_ROWID)}, {q(column)} FROM {q(table)}",
+            {_ROWID: pl.Int64(), **io.physical_columns({column: old})},
         )
         try:
             values = io.decode(rows, {column: old}).select(pl.col(column).cast(dtype, strict=True))
@@ -437,9 +438,9 @@ class SQLiteMetadataStore(MetadataStore):
                 f"alter_column_type({key}, {column!r}): stored values do not convert to {dtype} ({exc}); nothing "
                 "changed."
             ) from exc
-        staged_rows = io.encode(values).with_columns(rows.get_column("__rid"))
-        with self._staged(staged_rows, index=["__rid"]) as staged:
-            value = f"(SELECT s.{q(column)} FROM {staged} AS s WHERE s.{q('__rid')} = t.rowid)"
+        staged_rows = io.encode(values).with_columns(rows.get_column(_ROWID))
+        with self._staged(staged_rows, index=[_ROWID]) as staged:
+            value = f"(SELECT s.{q(column)} FROM {staged} AS s WHERE s.{q(_ROWID)} = t.rowid)"
             self._replace_column(table, column, dtype, value)
 
     def _add_id_column(self, cls: type[BaseFeature], column: str, dtype: pl.DataType, default: Any) -> int:
