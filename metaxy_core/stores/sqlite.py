@@ -1,7 +1,8 @@
 """SQLite store: one database file shared by several processes, no server.
 
 Layout in the file: one current table per feature (``video__raw``), superseded row versions in
-``"metaxy_history.video__raw"``, system tables as ``"metaxy_system.<name>"``, and the registry
+``"metaxy_history.video__raw"``, expansion parents written without children (parent markers) in
+``"metaxy_parents.video__chunk"``, system tables as ``"metaxy_system.<name>"``, and the registry
 ``"metaxy.tables"`` holding each table's exact polars schema (column forms: see ``_sqlite_io``).
 
 Concurrency: the file is in WAL mode, so readers see the last commit while a writer works. Every
@@ -25,6 +26,7 @@ in polars too, through the same checked translation as the in-memory store. ADBC
 Python's ``sqlite3`` is the fallback.
 """
 
+import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -35,19 +37,23 @@ import narwhals as nw
 import polars as pl
 
 from metaxy_core import columns as C
-from metaxy_core.errors import StoreError
+from metaxy_core.errors import MetadataValidationError, StoreError
 from metaxy_core.feature import BaseFeature
 from metaxy_core.filters import polars_filters
 from metaxy_core.increment import Increment
 from metaxy_core.keys import FeatureKey
 from metaxy_core.lineage import ResolvePlan, TableSchema
+from metaxy_core.schema import widened_columns
 from metaxy_core.stores import _polars as P
 from metaxy_core.stores import _sqlite_io as io
 from metaxy_core.stores._sql import q
-from metaxy_core.stores.base import MetadataStore
+from metaxy_core.stores.base import MetadataStore, ParentCover
 
 HISTORY = "metaxy_history."
 SYSTEM = "metaxy_system."
+PARENTS = "metaxy_parents."
+"""Expansion parents written with no children (one marker row per parent), per feature table."""
+_ROWID = "metaxy_rowid"  # the reserved prefix: no user column has this name
 
 
 class SQLiteMetadataStore(MetadataStore):
@@ -65,6 +71,7 @@ class SQLiteMetadataStore(MetadataStore):
     """
 
     kind = "sqlite"
+    supports_parent_markers = True
 
     def __init__(
         self,
@@ -238,6 +245,30 @@ class SQLiteMetadataStore(MetadataStore):
         self.connection.append(table, io.encode(frame))
 
     # -- resolve ----------------------------------------------------------------------------------
+    def _stored_source(
+        self, plan: ResolvePlan, target: Mapping[str, pl.DataType]
+    ) -> tuple[str, dict[str, pl.DataType]]:
+        """The stored side of a resolve (table or subquery) and its schema.
+
+        For an expansion feature it is the children together with the parent markers (their child
+        columns NULL), so a parent recorded without children groups like one with children.
+        """
+        markers = PARENTS + plan.table
+        marker_schema = None if plan.key_columns == plan.target_ids else self._logical(markers)
+        if marker_schema is None:
+            return q(plan.table), dict(target)
+        schema = io.merge_schemas(target, marker_schema)
+        have = {
+            table: io.physical_columns(s) for table, s in ((plan.table, target), (markers, marker_schema))
+        }
+        selects = [
+            "SELECT "
+            + ", ".join(f"{q(c) if c in cols else 'NULL'} AS {q(c)}" for c in io.physical_columns(schema))
+            + f" FROM {q(table)}"
+            for table, cols in have.items()
+        ]
+        return f"({' UNION ALL '.join(selects)})", schema
+
     def _resolve(
         self,
         cls: type[BaseFeature],
@@ -251,8 +282,11 @@ class SQLiteMetadataStore(MetadataStore):
             target = self._logical(plan.table)
             stored = None
             if target is not None:
-                rows = self._live(plan.table, P.stored_columns(plan), filters)
-                present = set(P.struct_fields(target[C.PROVENANCE_BY_FIELD]))
+                source, schema = self._stored_source(plan, target)
+                rows = self._select(
+                    source, schema, P.stored_columns(plan), filters, [f"{q(C.DELETED_AT)} IS NULL"]
+                )
+                present = set(P.struct_fields(schema[C.PROVENANCE_BY_FIELD]))
                 stored = P.stored_frame(plan, rows.lazy(), present)
             if plan.missing_required:
                 return P.increment(plan, None, plan.key_columns, stored, lazy)
@@ -267,26 +301,159 @@ class SQLiteMetadataStore(MetadataStore):
         return P.increment(plan, _polars_filters(expected, filters), carried, stored, lazy)
 
     # -- write ------------------------------------------------------------------------------------
-    def _write(self, cls: type[BaseFeature], frame: pl.DataFrame, replace_key: tuple[str, ...]) -> None:
+    def _write(
+        self,
+        cls: type[BaseFeature],
+        frame: pl.DataFrame,
+        replace_key: tuple[str, ...],
+        parents: ParentCover | None = None,
+    ) -> None:
         table = cls.spec.key.table_name
         history = HISTORY + table
         with self._transaction(write=True):
+            stored = self._logical(table)
+            if stored is not None:
+                self._widen(table, stored, frame.schema)
             schema = self._evolve([table, history], frame.schema)
             physical = io.encode(frame)
             if not self._run(f"SELECT 1 FROM {q(table)} LIMIT 1"):
-                self.connection.append(table, physical)
-                return
-            # Superseded versions move to history, then the new rows replace them (the index serves
-            # the key lookups).
-            with self._staged(physical, index=replace_key) as staged:
-                all_cols = ", ".join(q(c) for c in io.physical_columns(schema))
-                hit = f"EXISTS (SELECT 1 FROM {staged} AS k WHERE {_match('t', 'k', replace_key)})"
-                self._run(
-                    f"INSERT INTO {q(history)} ({all_cols}) SELECT {all_cols} FROM {q(table)} AS t WHERE {hit}"
-                )
-                self._run(f"DELETE FROM {q(table)} AS t WHERE {hit}")
-                cols = ", ".join(q(c) for c in physical.columns)
-                self._run(f"INSERT INTO {q(table)} ({cols}) SELECT {cols} FROM {staged}")
+                if frame.height:
+                    self.connection.append(table, physical)
+            elif parents is None:
+                with self._staged(physical, index=replace_key) as staged:
+                    self._supersede(table, schema, staged, replace_key)
+                    self._insert_staged(table, physical, staged)
+            else:
+                # An expansion write replaces the children of every covered parent, also those of
+                # the parents written without children.
+                covered = io.encode(parents.covered.select(replace_key).unique())
+                with self._staged(covered, index=replace_key) as keys:
+                    self._supersede(table, schema, keys, replace_key)
+                if frame.height:
+                    with self._staged(physical) as staged:
+                        self._insert_staged(table, physical, staged)
+            if parents is not None:
+                self._write_markers(table, replace_key, parents)
+
+    def _supersede(
+        self, table: str, schema: Mapping[str, pl.DataType], keys: str, replace_key: tuple[str, ...]
+    ) -> None:
+        """Move the current rows whose ``replace_key`` is in the staged ``keys`` to history.
+
+        (The index on the staged keys serves the lookups.)
+        """
+        all_cols = ", ".join(q(c) for c in io.physical_columns(schema))
+        hit = f"EXISTS (SELECT 1 FROM {keys} AS k WHERE {_match('t', 'k', replace_key)})"
+        self._run(
+            f"INSERT INTO {q(HISTORY + table)} ({all_cols}) SELECT {all_cols} FROM {q(table)} AS t WHERE {hit}"
+        )
+        self._run(f"DELETE FROM {q(table)} AS t WHERE {hit}")
+
+    def _insert_staged(self, table: str, physical: pl.DataFrame, staged: str) -> None:
+        cols = ", ".join(q(c) for c in physical.columns)
+        self._run(f"INSERT INTO {q(table)} ({cols}) SELECT {cols} FROM {staged}")
+
+    def _write_markers(self, table: str, on: tuple[str, ...], parents: ParentCover) -> None:
+        """Drop the markers of every covered parent, record the covered parents without children."""
+        markers = PARENTS + table
+        if self._logical(markers) is None:
+            if parents.empty.height:
+                self._evolve([markers], parents.empty.schema)
+                self._insert(markers, parents.empty)
+            return
+        self._evolve([markers], parents.empty.schema)
+        if parents.covered.height:
+            with self._staged(io.encode(parents.covered.select(on).unique()), index=on) as staged:
+                hit = f"EXISTS (SELECT 1 FROM {staged} AS k WHERE {_match('t', 'k', on)})"
+                self._run(f"DELETE FROM {q(markers)} AS t WHERE {hit}")
+        if parents.empty.height:
+            self._insert(markers, parents.empty)
+
+    # -- schema changes ---------------------------------------------------------------------------
+    def _tables_with(self, table: str, column: str) -> dict[str, dict[str, pl.DataType]]:
+        """Registry name -> schema of the feature's tables having ``column``.
+
+        The current table's entry describes its history table too; the parent markers have their own.
+        """
+        out = {}
+        for name in (table, PARENTS + table):
+            schema = self._logical(name)
+            if schema is not None and column in schema:
+                out[name] = schema
+        return out
+
+    def _physical_tables(self, name: str) -> list[str]:
+        return [name, HISTORY + name] if not name.startswith(PARENTS) else [name]
+
+    def _widen(
+        self, table: str, stored: Mapping[str, pl.DataType], incoming: Mapping[str, pl.DataType]
+    ) -> None:
+        """Widen stored user columns the prepared write widens losslessly (int -> float, int -> str,
+        narrower -> wider int), old values converted, in the current, history and marker tables."""
+        for column, dtype in widened_columns(dict(incoming), dict(stored)).items():
+            for name, schema in self._tables_with(table, column).items():
+                if io.affinity(schema[column]) != io.affinity(dtype):
+                    # SQLite keeps a column's affinity: an integer column would turn the text "01"
+                    # into the integer 1. The column is recreated with the new affinity.
+                    cast = f"CAST({q(column)} AS {io.affinity(dtype)})"
+                    for physical in self._physical_tables(name):
+                        self._replace_column(physical, column, dtype, cast)
+                self._save_logical(name, {**schema, column: dtype})
+
+    def _replace_column(self, table: str, column: str, dtype: pl.DataType, value: str) -> None:
+        """Recreate ``column`` of ``table`` with the affinity of ``dtype``, set to the SQL ``value``
+        (an expression over the row, aliased ``t``). SQLite cannot change a column's type in place."""
+        fresh = f"__metaxy_new_{uuid.uuid4().hex[:12]}"
+        self._run(f"ALTER TABLE {q(table)} ADD COLUMN {q(fresh)} {io.affinity(dtype)}")
+        self._run(f"UPDATE {q(table)} AS t SET {q(fresh)} = {value}")
+        self._run(f"ALTER TABLE {q(table)} DROP COLUMN {q(column)}")
+        self._run(f"ALTER TABLE {q(table)} RENAME COLUMN {q(fresh)} TO {q(column)}")
+
+    def _alter_column(self, cls: type[BaseFeature], column: str, dtype: pl.DataType) -> int:
+        key = cls.spec.key
+        table = key.table_name
+        with self._transaction(write=True):
+            for name, schema in self._tables_with(table, column).items():
+                for physical in self._physical_tables(name):
+                    self._convert_column(key, physical, column, schema[column], dtype)
+                self._save_logical(name, {**schema, column: dtype})
+            return int(self._run(f"SELECT count(*) FROM {q(table)}")[0][0])
+
+    def _convert_column(
+        self, key: FeatureKey, table: str, column: str, old: pl.DataType, dtype: pl.DataType
+    ) -> None:
+        """Convert the stored values of ``column`` to ``dtype``.
+
+        Values convert in polars, strictly, as on every store: SQLite's own CAST never fails (``'x'``
+        becomes 0), so it cannot tell a value that does not convert.
+        """
+        rows = self.connection.frame(
+            f"SELECT rowid AS {q(_ROWID)}, {q(column)} FROM {q(table)}",
+            {_ROWID: pl.Int64(), **io.physical_columns({column: old})},
+        )
+        try:
+            values = io.decode(rows, {column: old}).select(pl.col(column).cast(dtype, strict=True))
+        except pl.exceptions.PolarsError as exc:
+            raise MetadataValidationError(
+                f"alter_column_type({key}, {column!r}): stored values do not convert to {dtype} ({exc}); nothing "
+                "changed."
+            ) from exc
+        staged_rows = io.encode(values).with_columns(rows.get_column(_ROWID))
+        with self._staged(staged_rows, index=[_ROWID]) as staged:
+            value = f"(SELECT s.{q(column)} FROM {staged} AS s WHERE s.{q(_ROWID)} = t.rowid)"
+            self._replace_column(table, column, dtype, value)
+
+    def _add_id_column(self, cls: type[BaseFeature], column: str, dtype: pl.DataType, default: Any) -> int:
+        table = cls.spec.key.table_name
+        value = io.encode(pl.DataFrame({column: [default]}, schema={column: dtype})).item()
+        with self._transaction(write=True):
+            schema = self._logical(table)
+            assert schema is not None
+            for physical in self._physical_tables(table):
+                self._run(f"ALTER TABLE {q(physical)} ADD COLUMN {q(column)} {io.affinity(dtype)}")
+                self._run(f"UPDATE {q(physical)} SET {q(column)} = ?", [value])
+            self._save_logical(table, {**schema, column: dtype})
+            return int(self._run(f"SELECT count(*) FROM {q(table)}")[0][0])
 
     # -- read / delete ----------------------------------------------------------------------------
     def _read(
