@@ -70,6 +70,21 @@ class SqlDialect:
     def null_string() -> str:
         return "CAST(NULL AS VARCHAR)"
 
+    @staticmethod
+    def literal(value: str) -> str:
+        """A string literal (engines differ on backslash escapes)."""
+        return lit(value)
+
+    @staticmethod
+    def string_array(items: Sequence[str]) -> str:
+        """A non-empty array of string expressions."""
+        return "CAST([" + ", ".join(items) + "] AS VARCHAR[])"
+
+    @staticmethod
+    def orderable_id_type(ctype: str) -> bool:
+        """Whether an id column of engine type ``ctype`` can order aggregation members by its text form."""
+        return ctype.upper() == "VARCHAR" or ctype.upper() in INTEGER_TYPES
+
 
 def _where(clauses: Sequence[str]) -> str:
     return (" WHERE " + " AND ".join(f"({c})" for c in clauses)) if clauses else ""
@@ -98,8 +113,8 @@ def dep_sql(d: SqlDialect, dep: DepPlan, source: str, upstream_schema: TableSche
             cols.append(f"{value} AS {q(dep.dv_column(f))}")
         return f"SELECT {', '.join(cols)} FROM ({source}) AS u"
     for col in dep.member_ids:
-        ctype = upstream_schema.types.get(col, "VARCHAR").upper()
-        if ctype != "VARCHAR" and ctype not in INTEGER_TYPES:
+        ctype = upstream_schema.types.get(col, "VARCHAR")
+        if not d.orderable_id_type(ctype):
             raise ResolveError(
                 f"Aggregation over '{dep.feature}': id column '{col}' has type {ctype}; aggregation needs string or "
                 "integer ids (their text form orders the members)."
@@ -116,13 +131,13 @@ def dep_sql(d: SqlDialect, dep: DepPlan, source: str, upstream_schema: TableSche
 
 
 def field_hash_sql(d: SqlDialect, plan: ResolvePlan, fp: FieldPlan, root_value: str | None) -> str:
-    parts = [lit(fp.fq), lit(fp.code_version)]
+    parts = [d.literal(fp.fq), d.literal(fp.code_version)]
     if root_value is not None:
         parts.append(d.part(root_value))
     else:
         deps = {dep.index: dep for dep in plan.deps}
         for p in fp.parents:
-            parts.append(lit(p.fq))
+            parts.append(d.literal(p.fq))
             dep = deps.get(p.dep_index)
             parts.append(d.part(q(dep.dv_column(p.field))) if dep is not None else "''")
     return d.hash(parts)
@@ -160,7 +175,7 @@ def expected_sql(
     struct = d.struct_pack([(fp.key, q(field_column(fp.key))) for fp in plan.fields])
     sample_parts: list[str] = []
     for fp in plan.fields:
-        sample_parts += [lit(fp.key), q(field_column(fp.key))]
+        sample_parts += [d.literal(fp.key), q(field_column(fp.key))]
     outer = (
         f"SELECT *, {struct} AS {q(C.PROVENANCE_BY_FIELD)}, {d.hash(sample_parts)} AS {q(C.PROVENANCE)} "
         f"FROM ({inner}) AS e0"
@@ -214,16 +229,16 @@ def diff_sql(
     pbf, prov = q(C.PROVENANCE_BY_FIELD), q(C.PROVENANCE)
     non_key = [c for c in carried if c not in plan.key_columns]
     if stored is None:
-        all_fields = "CAST([" + ", ".join(lit(fp.key) for fp in plan.fields) + "] AS VARCHAR[])"
+        all_fields = d.string_array([d.literal(fp.key) for fp in plan.fields])
         cols = [keys, *(q(c) for c in non_key), pbf, prov]
         return (
             f"SELECT 'new' AS {STATUS}, {', '.join(cols)}, {all_fields} AS {q(C.CHANGED_FIELDS)}, "
-            f"CAST(NULL AS VARCHAR) AS {q(STORED_PROV)}, {pbf} AS {q(STORED_PBF)} FROM ({expected}) AS e"
+            f"{d.null_string()} AS {q(STORED_PROV)}, {pbf} AS {q(STORED_PBF)} FROM ({expected}) AS e"
         )
     changed = d.list_of_non_null(
         [
             f"CASE WHEN s.{q('__metaxy_n_' + fp.key)} > 1 OR s.{q('__metaxy_s_' + fp.key)} IS DISTINCT FROM "
-            f"e.{q(field_column(fp.key))} THEN {lit(fp.key)} END"
+            f"e.{q(field_column(fp.key))} THEN {d.literal(fp.key)} END"
             for fp in plan.fields
         ]
     )
