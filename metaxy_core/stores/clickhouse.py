@@ -606,7 +606,7 @@ class ClickHouseMetadataStore(MetadataStore):
         stage = f"{STAGING_PREFIX}{write}__{table}"
         history = HISTORY_PREFIX + table
         self._run(f"CREATE TABLE {self._t(stage)} AS {self._t(table)}")
-        committed = False
+        committed = attached = False
         try:
             stage_rows(stage)
             staged = int(self._rows(f"SELECT count() FROM {self._t(stage)}")[0][0])
@@ -624,15 +624,17 @@ class ClickHouseMetadataStore(MetadataStore):
             for c, t in (evolve or {}).items():
                 for target in (table, history):
                     self._run(f"ALTER TABLE {self._t(target)} ADD COLUMN IF NOT EXISTS {q(c)} {t}")
-            self._run(
-                f"INSERT INTO {self._t(COMMITS)} VALUES ({write}, {chlit(table)}, now64(6, 'UTC'))"
-            )
+            self._run(f"INSERT INTO {self._t(COMMITS)} VALUES ({write}, {chlit(table)}, now64(6, 'UTC'))")
             committed = True
             self._run(f"ALTER TABLE {self._t(table)} ATTACH PARTITION tuple() FROM {self._t(stage)}")
+            attached = True
             self._run(f"DROP TABLE {self._t(stage)}")
             return staged
         except BaseException:
-            if not committed:
+            if not attached:
+                if committed:
+                    # not published: take the decision back (if this fails too, reopening rolls it forward)
+                    self._run(f"DELETE FROM {self._t(COMMITS)} WHERE {WRITE} = {write}")
                 self._abandon(table, write)
             raise
 
@@ -685,21 +687,19 @@ class ClickHouseMetadataStore(MetadataStore):
         table = cls.spec.key.table_name
         schema = self._schema(cls.spec.key)
         assert schema is not None
-        fields = sorted(str(f) for f in cls.spec.field_keys)
-        wanted = {s: fields for s in C.STRUCT_COLUMNS}
         if history:
-            source = self._history_source(cls, table, wanted)
+            source = self._history_source(cls, table)
             if not include_deleted:
                 source = f"SELECT * FROM ({source}) AS s WHERE {q(C.DELETED_AT)} IS NULL"
             source = self._filtered(source, filters, schema.dtypes)
         else:
-            source = self._current_source(table, schema, filters, include_deleted=include_deleted, fields=wanted)
+            source = self._current_source(table, schema, filters, include_deleted=include_deleted)
         if columns is not None:
             source = f"SELECT {', '.join(q(c) for c in columns)} FROM ({source}) AS c"
         frame = self._frame(source)
         return nw.from_native(frame.lazy() if lazy else frame)
 
-    def _history_source(self, cls: type[BaseFeature], table: str, fields: Mapping[str, Sequence[str]]) -> str:
+    def _history_source(self, cls: type[BaseFeature], table: str) -> str:
         """Every committed version: current rows and committed history, hard-deleted samples left out.
 
         Between a write's commit record and its attach, a superseded row is in both tables; one
@@ -707,7 +707,7 @@ class ClickHouseMetadataStore(MetadataStore):
         """
         ids = list(cls.spec.id_columns)
         columns = list(self._columns(table))
-        projection = self._projection(columns, fields)
+        projection = self._projection(columns)
         current = f"SELECT {', '.join(projection)}, {WRITE} FROM {self._t(table)} FINAL WHERE {TOMBSTONE} = 0"
         past = (
             f"SELECT {', '.join(projection)}, {WRITE} FROM {self._t(HISTORY_PREFIX + table)} "
