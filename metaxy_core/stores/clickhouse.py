@@ -29,7 +29,6 @@ from typing import Any
 
 import narwhals as nw
 import polars as pl
-import pyarrow as pa
 
 from metaxy_core import columns as C
 from metaxy_core.errors import MetadataValidationError, StoreError
@@ -114,7 +113,9 @@ class ClickHouseDialect(SqlDialect):
 
     @staticmethod
     def string_agg_ordered(expr: str, order: str) -> str:
-        return f"arrayStringConcat(arrayMap(x -> x.2, arraySort(x -> x.1, groupArray(({order}, {expr})))), '|')"
+        return (
+            f"arrayStringConcat(arrayMap(x -> x.2, arraySort(x -> x.1, groupArray(({order}, {expr})))), '|')"
+        )
 
     @staticmethod
     def null_string() -> str:
@@ -298,12 +299,13 @@ class ClickHouseMetadataStore(MetadataStore):
 
     # -- catalog ----------------------------------------------------------------------------------
     def _tables(self) -> list[str]:
-        return [r[0] for r in self._rows(f"SELECT name FROM system.tables WHERE database = {chlit(self.database)}")]
+        return [
+            r[0]
+            for r in self._rows(f"SELECT name FROM system.tables WHERE database = {chlit(self.database)}")
+        ]
 
     def _table_exists(self, table: str) -> bool:
-        sql = (
-            f"SELECT count() FROM system.tables WHERE database = {chlit(self.database)} AND name = {chlit(table)}"
-        )
+        sql = f"SELECT count() FROM system.tables WHERE database = {chlit(self.database)} AND name = {chlit(table)}"
         return bool(self._rows(sql)[0][0])
 
     def _columns(self, table: str) -> dict[str, str]:
@@ -319,7 +321,9 @@ class ClickHouseMetadataStore(MetadataStore):
         prefix = f"{struct}__"
         return sorted(c[len(prefix) :] for c in columns if c.startswith(prefix))
 
-    def _projection(self, columns: Sequence[str], fields: Mapping[str, Sequence[str]] | None = None) -> list[str]:
+    def _projection(
+        self, columns: Sequence[str], fields: Mapping[str, Sequence[str]] | None = None
+    ) -> list[str]:
         """User columns, then the system columns with each struct packed from its field columns.
 
         ``fields`` picks the struct fields (absent ones read as NULL); by default the stored ones.
@@ -401,14 +405,11 @@ class ClickHouseMetadataStore(MetadataStore):
         filters: Sequence[Any] = (),
         *,
         include_deleted: bool = False,
-        fields: Mapping[str, Sequence[str]] | None = None,
-        extra: Sequence[str] = (),
     ) -> str:
         """Current rows of ``table`` (newest committed version per sample, tombstones skipped)."""
         columns = list(self._columns(table))
         where = f"{TOMBSTONE} = 0" + ("" if include_deleted else f" AND {q(C.DELETED_AT)} IS NULL")
-        cols = [*self._projection(columns, fields), *extra]
-        source = f"SELECT {', '.join(cols)} FROM {self._t(table)} FINAL WHERE {where}"
+        source = f"SELECT {', '.join(self._projection(columns))} FROM {self._t(table)} FINAL WHERE {where}"
         return self._filtered(source, filters, schema.dtypes)
 
     # -- resolve ----------------------------------------------------------------------------------
@@ -487,7 +488,11 @@ class ClickHouseMetadataStore(MetadataStore):
         orphaned = frame.filter(status == "orphaned").select(
             *keys, pl.col(STORED_PBF).alias(C.PROVENANCE_BY_FIELD), pl.col(STORED_PROV).alias(C.PROVENANCE)
         )
-        parts = [frame.filter(status == "new").select(cols), frame.filter(status == "stale").select(cols), orphaned]
+        parts = [
+            frame.filter(status == "new").select(cols),
+            frame.filter(status == "stale").select(cols),
+            orphaned,
+        ]
         return Increment(*(nw.from_native(p.lazy() if lazy else p) for p in parts))
 
     def _orphans_only(self, plan: ResolvePlan, stored: str | None, lazy: bool) -> Increment:
@@ -495,7 +500,9 @@ class ClickHouseMetadataStore(MetadataStore):
         empty = pl.DataFrame(
             {
                 **{k: pl.Series([], dtype=pl.String) for k in plan.key_columns},
-                C.PROVENANCE_BY_FIELD: pl.Series([], dtype=pl.Struct({f.key: pl.String for f in plan.fields})),
+                C.PROVENANCE_BY_FIELD: pl.Series(
+                    [], dtype=pl.Struct({f.key: pl.String for f in plan.fields})
+                ),
                 C.PROVENANCE: pl.Series([], dtype=pl.String),
             }
         ).with_columns(pl.lit(None, dtype=pl.List(pl.String)).alias(C.CHANGED_FIELDS))
@@ -519,7 +526,8 @@ class ClickHouseMetadataStore(MetadataStore):
         flat = _naive_datetimes(self._flatten(frame, write))
         wanted = {
             c: ch_type(t, nullable=c not in ids, column=c, where=where)
-            if not c.startswith(f"{C.PROVENANCE_BY_FIELD}__") and not c.startswith(f"{C.DATA_VERSION_BY_FIELD}__")
+            if not c.startswith(f"{C.PROVENANCE_BY_FIELD}__")
+            and not c.startswith(f"{C.DATA_VERSION_BY_FIELD}__")
             else STRING
             for c, t in flat.schema.items()
         }
@@ -563,10 +571,15 @@ class ClickHouseMetadataStore(MetadataStore):
         exprs: list[pl.Expr] = []
         for name, dtype in frame.schema.items():
             if name in C.STRUCT_COLUMNS and isinstance(dtype, pl.Struct):
-                exprs += [pl.col(name).struct.field(f.name).alias(field_column(name, f.name)) for f in dtype.fields]
+                exprs += [
+                    pl.col(name).struct.field(f.name).alias(field_column(name, f.name)) for f in dtype.fields
+                ]
             else:
                 exprs.append(pl.col(name))
-        exprs += [pl.lit(write, dtype=pl.UInt64).alias(WRITE), pl.lit(tombstone, dtype=pl.UInt8).alias(TOMBSTONE)]
+        exprs += [
+            pl.lit(write, dtype=pl.UInt64).alias(WRITE),
+            pl.lit(tombstone, dtype=pl.UInt8).alias(TOMBSTONE),
+        ]
         return frame.select(exprs)
 
     def _create_tables(self, table: str, ids: Sequence[str], types: Mapping[str, str]) -> None:
@@ -642,9 +655,7 @@ class ClickHouseMetadataStore(MetadataStore):
         """Undo an uncommitted write: its staging table and its hidden history rows."""
         self._run(f"DROP TABLE IF EXISTS {self._t(f'{STAGING_PREFIX}{write}__{table}')}")
         if self._table_exists(HISTORY_PREFIX + table):
-            self._run(
-                f"DELETE FROM {self._t(HISTORY_PREFIX + table)} WHERE {SUPERSEDED_BY} = {write}"
-            )
+            self._run(f"DELETE FROM {self._t(HISTORY_PREFIX + table)} WHERE {SUPERSEDED_BY} = {write}")
 
     def _recover(self, *, everything: bool) -> None:
         """Finish writes a dead process left: roll committed ones forward, drop the rest.
@@ -714,7 +725,9 @@ class ClickHouseMetadataStore(MetadataStore):
             f"WHERE {SUPERSEDED_BY} IN (SELECT {WRITE} FROM {self._t(COMMITS)})"
         )
         gone = f"SELECT {_tuple(ids)} FROM {self._t(table)} FINAL WHERE {TOMBSTONE} = {HARD_DELETED}"
-        names = ", ".join(q(c) for c in [*(c for c in columns if not C.is_system(c) and c not in HIDDEN), *C.SYSTEM_COLUMNS])
+        names = ", ".join(
+            q(c) for c in [*(c for c in columns if not C.is_system(c) and c not in HIDDEN), *C.SYSTEM_COLUMNS]
+        )
         return (
             f"SELECT {names} FROM ({current} UNION ALL {past}) AS h WHERE {_tuple(ids)} NOT IN ({gone}) "
             f"LIMIT 1 BY {', '.join(q(c) for c in ids)}, {WRITE}"
@@ -731,8 +744,8 @@ class ClickHouseMetadataStore(MetadataStore):
         stored = list(self._columns(table))
         if soft:
             stamped = {
-                C.DELETED_AT: f"now64(6, 'UTC')",
-                C.UPDATED_AT: f"now64(6, 'UTC')",
+                C.DELETED_AT: "now64(6, 'UTC')",
+                C.UPDATED_AT: "now64(6, 'UTC')",
                 WRITE: str(write),
             }
         else:

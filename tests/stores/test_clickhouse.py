@@ -24,7 +24,7 @@ from tests.conftest import CLICKHOUSE_SERVER_DSN, _clickhouse_store
 
 pytest.importorskip("chdb", reason='chdb is not installed (pip install "metaxy-dagster[clickhouse]")')
 
-from metaxy_core.stores.clickhouse import ClickHouseDialect, ClickHouseMetadataStore  # noqa: E402
+from metaxy_core.stores.clickhouse import ClickHouseDialect, ClickHouseMetadataStore
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -136,8 +136,8 @@ def test_failed_write_leaves_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyP
 
         def command(sql: str) -> None:
             marker = {
-                "history-copy": "INSERT INTO \"{db}\".\"metaxy_history__",
-                "commit-record": "INSERT INTO \"{db}\".\"metaxy_commits\"",
+                "history-copy": 'INSERT INTO "{db}"."metaxy_history__',
+                "commit-record": 'INSERT INTO "{db}"."metaxy_commits"',
                 "attach": "ATTACH PARTITION",
             }.get(where)
             if marker and marker.format(db=store.database) in sql:
@@ -157,7 +157,9 @@ def test_failed_write_leaves_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyP
         assert leftovers == []
         hidden = store.executor.rows(
             f'SELECT count() FROM "{store.database}"."metaxy_history__ch__item" WHERE '
-            '__metaxy_superseded_by NOT IN (SELECT __metaxy_write FROM "{0}"."metaxy_commits")'.format(store.database)
+            '__metaxy_superseded_by NOT IN (SELECT __metaxy_write FROM "{0}"."metaxy_commits")'.format(
+                store.database
+            )
         )[0][0]
         assert hidden == 0
     with store:
@@ -253,25 +255,33 @@ def test_unreachable_server_names_the_dsn_without_the_password() -> None:
     assert "s3cret" not in repr(store)
 
 
-@pytest.mark.parametrize(("module", "dsn"), [("chdb", "chdb:///tmp/x"), ("clickhouse_connect", "clickhouse://h/d")])
+@pytest.mark.parametrize(
+    ("module", "dsn"), [("chdb", "chdb:///tmp/x"), ("clickhouse_connect", "clickhouse://h/d")]
+)
 def test_missing_driver_names_the_fix(monkeypatch: pytest.MonkeyPatch, module: str, dsn: str) -> None:
     monkeypatch.setitem(sys.modules, module, None)  # makes `import module` raise ImportError
     with (
-        pytest.raises(mx.StoreError, match=r'ClickHouseMetadataStore.*pip install "metaxy-dagster\[clickhouse\]"'),
+        pytest.raises(
+            mx.StoreError, match=r'ClickHouseMetadataStore.*pip install "metaxy-dagster\[clickhouse\]"'
+        ),
         ClickHouseMetadataStore(dsn=dsn),
     ):
         pass
 
 
 def test_importing_metaxy_loads_no_clickhouse_driver() -> None:
-    code = "import sys, metaxy_core; assert not {'chdb', 'clickhouse_connect'} & set(sys.modules), sys.modules"
+    code = (
+        "import sys, metaxy_core; assert not {'chdb', 'clickhouse_connect'} & set(sys.modules), sys.modules"
+    )
     subprocess.run([sys.executable, "-c", code], env={**os.environ, "PYTHONPATH": str(REPO)}, check=True)
 
 
 def test_second_chdb_path_in_one_process_is_a_clear_error(tmp_path: Path) -> None:
     item = _feature()
     first = _store(tmp_path)
-    same_path_other_db = ClickHouseMetadataStore(dsn=first.dsn.split("?")[0] + f"?database=x{uuid.uuid4().hex[:8]}")
+    same_path_other_db = ClickHouseMetadataStore(
+        dsn=first.dsn.split("?")[0] + f"?database=x{uuid.uuid4().hex[:8]}"
+    )
     same = ClickHouseMetadataStore(dsn=first.dsn)
     other = ClickHouseMetadataStore(dsn=f"chdb://{tmp_path}/elsewhere")
     with first:
@@ -289,7 +299,8 @@ def test_second_chdb_path_in_one_process_is_a_clear_error(tmp_path: Path) -> Non
 
 # -- a real server ----------------------------------------------------------------------------------
 @pytest.mark.skipif(
-    not CLICKHOUSE_SERVER_DSN, reason="set METAXY_TEST_CLICKHOUSE_DSN=clickhouse://user:pw@host:8123/db to test a server"
+    not CLICKHOUSE_SERVER_DSN,
+    reason="set METAXY_TEST_CLICKHOUSE_DSN=clickhouse://user:pw@host:8123/db to test a server",
 )
 def test_server_round_trip() -> None:
     item = _feature()
