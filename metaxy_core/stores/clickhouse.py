@@ -63,6 +63,13 @@ TEMP_PREFIX = "metaxy_tmp__"
 SYSTEM_PREFIX = "metaxy_system__"
 COMMITS = "metaxy_commits"
 STRING = "Nullable(String)"
+DEFAULT_SETTINGS: dict[str, Any] = {
+    # unmatched FULL JOIN columns must be NULL (not '' / 0), or new and orphaned samples look alike
+    "join_use_nulls": 1,
+    # a write never holds one sample twice, so ReplacingMergeTree's dedup at insert is wasted work
+    # (2.8 s -> 1.0 s for a million staged rows)
+    "optimize_on_insert": 0,
+}
 TIMESTAMP = "DateTime64(6, 'UTC')"
 
 
@@ -218,7 +225,8 @@ class ClickHouseMetadataStore(MetadataStore):
     ``dsn`` is ``clickhouse://user:password@host:8123/database`` (``clickhouses://`` for TLS) or
     ``chdb:///absolute/path?database=name``. chDB runs one embedded ClickHouse per process bound to
     one path: stores in one process share a path and may use different databases in it.
-    ``settings`` are ClickHouse settings applied to the session. ``recover_after`` (seconds): an
+    ``settings`` are ClickHouse settings for the session, on top of ``join_use_nulls=1`` and
+    ``optimize_on_insert=0`` (which the store relies on). ``recover_after`` (seconds): an
     unfinished write older than this is rolled forward or back when a store opens a server
     database (in chDB, where one process owns the path, every unfinished write is recovered).
 
@@ -240,7 +248,7 @@ class ClickHouseMetadataStore(MetadataStore):
         self.dsn = dsn
         self._parsed = parse_dsn(dsn)
         self.database = self._parsed.database
-        self.settings = {"join_use_nulls": 1, **dict(settings or {})}
+        self.settings = {**DEFAULT_SETTINGS, **dict(settings or {})}
         self.recover_after = recover_after
         self._x: Executor | None = None
 
