@@ -16,6 +16,7 @@ from metaxy_core.errors import StoreError
 
 INSTALL_HINT = 'pip install "metaxy-dagster[clickhouse]"'
 STORE_NAME = "ClickHouseMetadataStore"
+SERVER_OPTIONS = ("connect_timeout", "send_receive_timeout")
 
 
 @dataclass(frozen=True)
@@ -73,12 +74,17 @@ def parse_dsn(dsn: str) -> Dsn:
             raise bad("the chDB path must be absolute")
         database = options.pop("database", "default")
         _check_database(database, bad)
+        if options:
+            raise bad(f"unknown option(s) {sorted(options)}; a chDB dsn takes only ?database=")
         return Dsn("chdb", database=database, path=path.rstrip("/") or "/", options=options)
     if parts.scheme in ("clickhouse", "clickhouses"):
         if not parts.hostname:
             raise bad("no host")
         database = unquote(parts.path.lstrip("/")) or options.pop("database", "default")
         _check_database(database, bad)
+        unknown = sorted(set(options) - set(SERVER_OPTIONS))
+        if unknown:
+            raise bad(f"unknown option(s) {unknown}; a server dsn takes {', '.join(SERVER_OPTIONS)}")
         return Dsn(
             "clickhouse",
             database=database,
@@ -216,7 +222,7 @@ class ServerExecutor(Executor):
                 password=dsn.password,
                 secure=dsn.secure,
                 settings=dict(settings),
-                **{k: v for k, v in dsn.options.items() if k in ("connect_timeout", "send_receive_timeout")},
+                **{k: float(v) for k, v in dsn.options.items()},
             )
         except Exception as exc:
             raise StoreError(

@@ -21,6 +21,7 @@ time the database is opened. Struct columns are stored as one ``Nullable(String)
 named tuples (polars structs) with exactly the feature's fields.
 """
 
+import contextlib
 import threading
 import time
 import uuid
@@ -138,7 +139,10 @@ class ClickHouseDialect(SqlDialect):
 
     @staticmethod
     def orderable_id_type(ctype: str) -> bool:
-        base = ctype.removeprefix("Nullable(").removeprefix("LowCardinality(").rstrip(")")
+        base = ctype
+        for wrapper in ("LowCardinality(", "Nullable(", "LowCardinality("):
+            if base.startswith(wrapper):
+                base = base[len(wrapper) : -1]
         return base == "String" or base in _INTEGERS
 
 
@@ -627,7 +631,7 @@ class ClickHouseMetadataStore(MetadataStore):
         stage = f"{STAGING_PREFIX}{write}__{table}"
         history = HISTORY_PREFIX + table
         self._run(f"CREATE TABLE {self._t(stage)} AS {self._t(table)}")
-        committed = attached = False
+        committed = False
         try:
             stage_rows(stage)
             staged = int(self._rows(f"SELECT count() FROM {self._t(stage)}")[0][0])
@@ -648,16 +652,16 @@ class ClickHouseMetadataStore(MetadataStore):
             self._run(f"INSERT INTO {self._t(COMMITS)} VALUES ({write}, {chlit(table)}, now64(6, 'UTC'))")
             committed = True
             self._run(f"ALTER TABLE {self._t(table)} ATTACH PARTITION tuple() FROM {self._t(stage)}")
-            attached = True
-            self._run(f"DROP TABLE {self._t(stage)}")
-            return staged
         except BaseException:
-            if not attached:
-                if committed:
-                    # not published: take the decision back (if this fails too, reopening rolls it forward)
-                    self._run(f"DELETE FROM {self._t(COMMITS)} WHERE {WRITE} = {write}")
-                self._abandon(table, write)
+            if committed:
+                # not published: take the decision back (if this fails too, reopening rolls it forward)
+                self._run(f"DELETE FROM {self._t(COMMITS)} WHERE {WRITE} = {write}")
+            self._abandon(table, write)
             raise
+        # published; a staging table left by a failed DROP is recognised and dropped on recovery
+        with contextlib.suppress(Exception):
+            self._run(f"DROP TABLE {self._t(stage)}")
+        return staged
 
     def _abandon(self, table: str, write: int) -> None:
         """Undo an uncommitted write: its staging table and its hidden history rows."""
@@ -688,7 +692,9 @@ class ClickHouseMetadataStore(MetadataStore):
             if not everything and write >= cutoff:
                 continue
             if write in committed and table in tables:
-                self._run(f"ALTER TABLE {self._t(table)} ATTACH PARTITION tuple() FROM {self._t(name)}")
+                published = self._rows(f"SELECT count() FROM {self._t(table)} WHERE {WRITE} = {write}")[0][0]
+                if not published:
+                    self._run(f"ALTER TABLE {self._t(table)} ATTACH PARTITION tuple() FROM {self._t(name)}")
                 self._run(f"DROP TABLE {self._t(name)}")
             else:
                 self._abandon(table, write)

@@ -348,3 +348,25 @@ def test_cli_status_on_a_configured_chdb_store(tmp_path: Path) -> None:
     assert data["in_sync"] is True
     assert status["example/video"]["rows"] == 3
     assert (status["example/crop"]["new"], status["example/crop"]["stale"]) == (0, 0)
+
+
+def test_unknown_dsn_options_are_refused() -> None:
+    with pytest.raises(mx.StoreError, match=r"unknown option\(s\) \['databse'\]"):
+        ClickHouseMetadataStore(dsn="chdb:///tmp/x?databse=typo")
+    with pytest.raises(mx.StoreError, match=r"unknown option\(s\) \['compress'\]"):
+        ClickHouseMetadataStore(dsn="clickhouse://h:8123/db?compress=1")
+
+
+@pytest.mark.parametrize(
+    ("ctype", "ok"),
+    [
+        ("String", True),
+        ("Nullable(String)", True),
+        ("LowCardinality(Nullable(String))", True),
+        ("UInt32", True),
+        ("Float64", False),
+        ("Nullable(DateTime64(6, 'UTC'))", False),
+    ],
+)
+def test_aggregation_member_id_types(ctype: str, ok: bool) -> None:
+    assert ClickHouseDialect.orderable_id_type(ctype) is ok
