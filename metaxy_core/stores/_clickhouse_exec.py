@@ -5,7 +5,9 @@ goes in and out. Drivers are imported when a store opens, never when metaxy is i
 """
 
 import abc
+import random
 import threading
+import time
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -139,7 +141,7 @@ class _ChdbEngine:
 
 
 class ChdbExecutor(Executor):
-    def __init__(self, dsn: Dsn, settings: dict[str, Any]) -> None:
+    def __init__(self, dsn: Dsn, settings: dict[str, Any], lock_timeout: float) -> None:
         try:
             import chdb
         except ImportError as exc:
@@ -156,17 +158,7 @@ class ChdbExecutor(Executor):
                     "(separate stores can share it with ?database=<name>), close the other store first, or use a "
                     "ClickHouse server (clickhouse://...)."
                 )
-            try:
-                self._conn = chdb.connect(dsn.path)
-            except Exception as exc:
-                message = str(exc)
-                if "already initialized with path" in message:
-                    raise StoreError(
-                        f"{STORE_NAME}: chDB runs one embedded ClickHouse per process and something else in this "
-                        f"process already opened another path, so '{dsn.path}' cannot be opened. Close it first "
-                        "or use the same path."
-                    ) from None
-                raise StoreError(f"{STORE_NAME}: cannot open chDB path '{dsn.path}': {message}") from exc
+            self._conn = _connect_chdb(chdb, dsn.path, lock_timeout)
             self.first_user = _ChdbEngine.users == 0 and not _ChdbEngine.recovered
             _ChdbEngine.path = dsn.path
             _ChdbEngine.users += 1
@@ -201,6 +193,34 @@ class ChdbExecutor(Executor):
             if _ChdbEngine.users == 0:
                 _ChdbEngine.path = None
                 _ChdbEngine.recovered = False
+
+
+def _connect_chdb(chdb: Any, path: str, lock_timeout: float) -> Any:
+    """Open ``path``, waiting while another process has it open (one process per path at a time)."""
+    deadline = time.monotonic() + lock_timeout
+    delay = 0.05
+    while True:
+        try:
+            return chdb.connect(path)
+        except Exception as exc:
+            message = str(exc)
+            if "already initialized with path" in message:
+                raise StoreError(
+                    f"{STORE_NAME}: chDB runs one embedded ClickHouse per process and something else in this "
+                    f"process already opened another path, so '{path}' cannot be opened. Close it first or use "
+                    "the same path."
+                ) from None
+            # chDB reports a path locked by another process only as a failed engine start
+            if "Error initializing EmbeddedServer" not in message:
+                raise StoreError(f"{STORE_NAME}: cannot open chDB path '{path}': {message}") from exc
+            if time.monotonic() > deadline:
+                raise StoreError(
+                    f"{STORE_NAME}: cannot open chDB path '{path}': another process has it open (chDB lets one "
+                    "process use a path at a time). Close it there, raise lock_timeout, or use a ClickHouse "
+                    "server (clickhouse://...)."
+                ) from None
+            time.sleep(delay * (1 + random.random()))
+            delay = min(delay * 2, 0.5)
 
 
 # -- ClickHouse server -----------------------------------------------------------------------------
@@ -256,8 +276,8 @@ def _setting(value: Any) -> str:
     return "'" + str(value).replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
-def connect(dsn: str, settings: dict[str, Any]) -> Executor:
+def connect(dsn: str, settings: dict[str, Any], lock_timeout: float) -> Executor:
     parsed = parse_dsn(dsn)
     if parsed.embedded:
-        return ChdbExecutor(parsed, settings)
+        return ChdbExecutor(parsed, settings, lock_timeout)
     return ServerExecutor(parsed, settings, dsn)

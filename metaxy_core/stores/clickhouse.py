@@ -233,6 +233,8 @@ class ClickHouseMetadataStore(MetadataStore):
     ``optimize_on_insert=0`` (which the store relies on). ``recover_after`` (seconds): an
     unfinished write older than this is rolled forward or back when a store opens a server
     database (in chDB, where one process owns the path, every unfinished write is recovered).
+    ``lock_timeout`` (seconds): how long opening a chDB path waits while another process has it
+    open. Several processes can share a path one ``with store:`` block at a time, as with DuckDB.
 
     Lazy reads and increments are polars ``LazyFrame``s over rows already fetched from ClickHouse.
     """
@@ -247,6 +249,7 @@ class ClickHouseMetadataStore(MetadataStore):
         hash_length: int | None = None,
         settings: Mapping[str, Any] | None = None,
         recover_after: float = 3600.0,
+        lock_timeout: float = 120.0,
     ) -> None:
         super().__init__(hash_algorithm=hash_algorithm, hash_length=hash_length)
         self.dsn = dsn
@@ -254,6 +257,7 @@ class ClickHouseMetadataStore(MetadataStore):
         self.database = self._parsed.database
         self.settings = {**DEFAULT_SETTINGS, **dict(settings or {})}
         self.recover_after = recover_after
+        self.lock_timeout = lock_timeout
         self._x: Executor | None = None
 
     def __repr__(self) -> str:
@@ -261,7 +265,7 @@ class ClickHouseMetadataStore(MetadataStore):
 
     # -- connection -------------------------------------------------------------------------------
     def _open(self) -> None:
-        executor = connect(self.dsn, self.settings)
+        executor = connect(self.dsn, self.settings, self.lock_timeout)
         try:
             try:
                 executor.command(f"CREATE DATABASE IF NOT EXISTS {q(self.database)}")

@@ -370,3 +370,56 @@ def test_unknown_dsn_options_are_refused() -> None:
 )
 def test_aggregation_member_id_types(ctype: str, ok: bool) -> None:
     assert ClickHouseDialect.orderable_id_type(ctype) is ok
+
+
+HOLDER = """
+import pathlib, sys, time
+from metaxy_core.stores.clickhouse import ClickHouseMetadataStore
+with ClickHouseMetadataStore(dsn=sys.argv[1]):
+    pathlib.Path(sys.argv[2]).touch()
+    time.sleep(float(sys.argv[3]))
+pathlib.Path(sys.argv[4]).touch()
+"""
+
+
+def _hold_chdb_path(tmp_path: Path, dsn: str, seconds: float) -> tuple[subprocess.Popen[bytes], Path]:
+    opened, released = tmp_path / "opened", tmp_path / "released"
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLDER, dsn, str(opened), str(seconds), str(released)],
+        env=env,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 60
+    while not opened.exists():
+        assert holder.poll() is None, "the process holding the chDB path died"
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    return holder, released
+
+
+def test_chdb_path_held_by_another_process_is_waited_for(tmp_path: Path) -> None:
+    """Processes share a chDB path one at a time, like a DuckDB file: opening waits for the holder."""
+    item = _feature()
+    dsn = f"chdb://{tmp_path}/shared?database=m"
+    holder, released = _hold_chdb_path(tmp_path, dsn, 1.0)
+    try:
+        with ClickHouseMetadataStore(dsn=dsn, lock_timeout=60) as store:
+            assert released.exists()  # only got in after the holder let go
+            assert store.write(item, _rows(range(3), 1)) == 3
+    finally:
+        holder.wait(timeout=60)
+
+
+def test_chdb_lock_timeout_names_the_path(tmp_path: Path) -> None:
+    dsn = f"chdb://{tmp_path}/shared?database=m"
+    holder, _ = _hold_chdb_path(tmp_path, dsn, 30.0)
+    try:
+        with (
+            pytest.raises(mx.StoreError, match=r"shared'.*another process has it open.*lock_timeout"),
+            ClickHouseMetadataStore(dsn=dsn, lock_timeout=0.5),
+        ):
+            pass
+    finally:
+        holder.kill()
+        holder.wait(timeout=60)
