@@ -79,7 +79,7 @@ def chlit(value: str) -> str:
     return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
-def field_column(struct: str, field: str) -> str:
+def struct_field_column(struct: str, field: str) -> str:
     """Where one field of a by-field struct column is stored."""
     return f"{struct}__{field}"
 
@@ -349,7 +349,7 @@ class ClickHouseMetadataStore(MetadataStore):
             if column in C.STRUCT_COLUMNS:
                 stored = self._stored_fields(columns, column)
                 wanted = list(fields[column]) if fields is not None else stored
-                items = [(f, q(field_column(column, f)) if f in stored else "NULL") for f in wanted]
+                items = [(f, q(struct_field_column(column, f)) if f in stored else "NULL") for f in wanted]
                 out.append(f"{self.dialect.struct_pack(items)} AS {q(column)}")
             else:
                 out.append(q(column))
@@ -588,7 +588,8 @@ class ClickHouseMetadataStore(MetadataStore):
         for name, dtype in frame.schema.items():
             if name in C.STRUCT_COLUMNS and isinstance(dtype, pl.Struct):
                 exprs += [
-                    pl.col(name).struct.field(f.name).alias(field_column(name, f.name)) for f in dtype.fields
+                    pl.col(name).struct.field(f.name).alias(struct_field_column(name, f.name))
+                    for f in dtype.fields
                 ]
             else:
                 exprs.append(pl.col(name))
