@@ -108,6 +108,9 @@ def _check_database(name: str, bad: Any) -> None:
 class Executor(abc.ABC):
     """Runs statements; moves Arrow tables in and out."""
 
+    first_user: bool = False
+    """True when no other connection in this process had the engine open (chDB: recovery is safe)."""
+
     @abc.abstractmethod
     def command(self, sql: str) -> None: ...
 

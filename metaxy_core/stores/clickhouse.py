@@ -278,7 +278,7 @@ class ClickHouseMetadataStore(MetadataStore):
                 f"CREATE TABLE IF NOT EXISTS {self._t(COMMITS)} ({WRITE} UInt64, table String, "
                 f"committed_at {TIMESTAMP}) ENGINE = MergeTree ORDER BY {WRITE}"
             )
-            self._recover(everything=getattr(executor, "first_user", False) and self._parsed.embedded)
+            self._recover(everything=executor.first_user and self._parsed.embedded)
         except BaseException:
             self._x = None
             executor.close()
