@@ -18,7 +18,7 @@ PARTITION ... FROM`` (all parts become visible at once). A failure before the co
 the staging table and the hidden history rows; a process killed after it is rolled forward the next
 time the database is opened. Struct columns are stored as one ``Nullable(String)`` column per field
 (``metaxy_provenance_by_field__audio``), so a new field is an ``ADD COLUMN``, and are read back as
-named tuples (polars structs) with exactly the feature's fields.
+named tuples (polars structs) of the stored fields, sorted.
 """
 
 import contextlib
@@ -550,11 +550,14 @@ class ClickHouseMetadataStore(MetadataStore):
         for c in (C.CREATED_AT, C.UPDATED_AT, C.DELETED_AT):
             wanted[c] = f"Nullable({TIMESTAMP})"
         wanted[WRITE], wanted[TOMBSTONE] = "UInt64", "UInt8"
-        created = not self._table_exists(table)
-        if created:
-            self._create_tables(table, ids, wanted)
-        stored = self._columns(table)
-        added = {c: t for c, t in wanted.items() if c not in stored}
+        first = not self._table_exists(table)
+        if first:
+            # the current table appears, rows and all, when the staging table is renamed to it; a
+            # history table without one is what a first write killed before publishing left behind
+            self._run(f"DROP TABLE IF EXISTS {self._t(HISTORY_PREFIX + table)}")
+            self._create_history(table, ids, wanted)
+        stored = {} if first else self._columns(table)
+        added = {} if first else {c: t for c, t in wanted.items() if c not in stored}
 
         def stage_rows(stage: str) -> None:
             for c, t in added.items():
@@ -566,7 +569,7 @@ class ClickHouseMetadataStore(MetadataStore):
                     f"{where}: ClickHouse rejected the rows ({_first_line(exc)}). Convert the columns to the "
                     "stored types; nothing was written."
                 ) from exc
-            if tuple(replace_key) != tuple(ids):
+            if not first and tuple(replace_key) != tuple(ids):
                 # expansion: children of a rewritten parent that the new rows no longer have leave the current state
                 self._run(
                     f"INSERT INTO {self._t(stage)} ({self._cols(stored)}) SELECT "
@@ -577,10 +580,17 @@ class ClickHouseMetadataStore(MetadataStore):
                 )
 
         try:
-            self._commit(table, write, stage_rows, history_key=replace_key, evolve=added)
+            self._commit(
+                table,
+                write,
+                stage_rows,
+                history_key=None if first else replace_key,
+                evolve=added,
+                create=(ids, wanted) if first else None,
+            )
         except BaseException:
-            if created:
-                self._drop_feature_tables(table)
+            if first:
+                self._run(f"DROP TABLE IF EXISTS {self._t(HISTORY_PREFIX + table)}")
             raise
 
     def _flatten(self, frame: pl.DataFrame, write: int, tombstone: int = 0) -> pl.DataFrame:
@@ -599,20 +609,20 @@ class ClickHouseMetadataStore(MetadataStore):
         ]
         return frame.select(exprs)
 
-    def _create_tables(self, table: str, ids: Sequence[str], types: Mapping[str, str]) -> None:
+    def _create_current(self, name: str, ids: Sequence[str], types: Mapping[str, str]) -> None:
         cols = ", ".join(f"{q(c)} {t}" for c, t in types.items())
         order = ", ".join(q(c) for c in ids)
         self._run(
-            f"CREATE TABLE {self._t(table)} ({cols}) ENGINE = ReplacingMergeTree({WRITE}) ORDER BY ({order})"
+            f"CREATE TABLE {self._t(name)} ({cols}) ENGINE = ReplacingMergeTree({WRITE}) ORDER BY ({order})"
         )
+
+    def _create_history(self, table: str, ids: Sequence[str], types: Mapping[str, str]) -> None:
+        cols = ", ".join(f"{q(c)} {t}" for c, t in types.items())
+        order = ", ".join(q(c) for c in ids)
         self._run(
             f"CREATE TABLE {self._t(HISTORY_PREFIX + table)} ({cols}, {SUPERSEDED_BY} UInt64) "
             f"ENGINE = MergeTree ORDER BY ({order}, {WRITE})"
         )
-
-    def _drop_feature_tables(self, table: str) -> None:
-        for name in (table, HISTORY_PREFIX + table):
-            self._run(f"DROP TABLE IF EXISTS {self._t(name)}")
 
     @staticmethod
     def _cols(columns: Sequence[str], replace: Mapping[str, str] | None = None) -> str:
@@ -627,15 +637,21 @@ class ClickHouseMetadataStore(MetadataStore):
         *,
         history_key: Sequence[str] | None,
         evolve: Mapping[str, str] | None = None,
+        create: tuple[Sequence[str], Mapping[str, str]] | None = None,
     ) -> int:
         """Stage rows, copy what they supersede to history, record the commit, publish atomically.
 
-        ``stage_rows(stage)`` fills the staging table (a copy of the current table). Returns the
-        number of staged rows. Readers see the old state until the single ``ATTACH PARTITION``.
+        ``stage_rows(stage)`` fills the staging table (a copy of the current table, or a new table
+        with ``create = (id columns, column types)`` for a feature's first write). Returns the number
+        of staged rows. Readers see the old state until the single ``ATTACH PARTITION`` (or, for a
+        first write, ``RENAME TABLE``) that publishes them.
         """
         stage = f"{STAGING_PREFIX}{write}__{table}"
         history = HISTORY_PREFIX + table
-        self._run(f"CREATE TABLE {self._t(stage)} AS {self._t(table)}")
+        if create is not None:
+            self._create_current(stage, *create)
+        else:
+            self._run(f"CREATE TABLE {self._t(stage)} AS {self._t(table)}")
         committed = False
         try:
             stage_rows(stage)
@@ -643,8 +659,8 @@ class ClickHouseMetadataStore(MetadataStore):
             if staged == 0:
                 self._run(f"DROP TABLE {self._t(stage)}")
                 return 0
-            current_cols = list(self._columns(table))
             if history_key:
+                current_cols = list(self._columns(table))
                 self._run(
                     f"INSERT INTO {self._t(history)} ({self._cols(current_cols)}, {SUPERSEDED_BY}) "
                     f"SELECT {self._cols(current_cols)}, {write} FROM {self._t(table)} FINAL "
@@ -656,7 +672,7 @@ class ClickHouseMetadataStore(MetadataStore):
                     self._run(f"ALTER TABLE {self._t(target)} ADD COLUMN IF NOT EXISTS {q(c)} {t}")
             self._run(f"INSERT INTO {self._t(COMMITS)} VALUES ({write}, {chlit(table)}, now64(6, 'UTC'))")
             committed = True
-            self._run(f"ALTER TABLE {self._t(table)} ATTACH PARTITION tuple() FROM {self._t(stage)}")
+            self._publish(stage, table, first=create is not None)
         except BaseException:
             if committed:
                 # not published: take the decision back (if this fails too, reopening rolls it forward)
@@ -665,8 +681,15 @@ class ClickHouseMetadataStore(MetadataStore):
             raise
         # published; a staging table left by a failed DROP is recognised and dropped on recovery
         with contextlib.suppress(Exception):
-            self._run(f"DROP TABLE {self._t(stage)}")
+            self._run(f"DROP TABLE IF EXISTS {self._t(stage)}")
         return staged
+
+    def _publish(self, stage: str, table: str, *, first: bool) -> None:
+        """Make every staged part visible in one step."""
+        if first:
+            self._run(f"RENAME TABLE {self._t(stage)} TO {self._t(table)}")
+        else:
+            self._run(f"ALTER TABLE {self._t(table)} ATTACH PARTITION tuple() FROM {self._t(stage)}")
 
     def _abandon(self, table: str, write: int) -> None:
         """Undo an uncommitted write: its staging table and its hidden history rows."""
@@ -696,10 +719,12 @@ class ClickHouseMetadataStore(MetadataStore):
             write = int(write_text)
             if not everything and write >= cutoff:
                 continue
-            if write in committed and table in tables:
+            if write in committed and table not in tables:
+                self._publish(name, table, first=True)
+            elif write in committed:
                 published = self._rows(f"SELECT count() FROM {self._t(table)} WHERE {WRITE} = {write}")[0][0]
                 if not published:
-                    self._run(f"ALTER TABLE {self._t(table)} ATTACH PARTITION tuple() FROM {self._t(name)}")
+                    self._publish(name, table, first=False)
                 self._run(f"DROP TABLE {self._t(name)}")
             else:
                 self._abandon(table, write)

@@ -177,6 +177,64 @@ def test_failed_write_leaves_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyP
         assert store.write(item, _rows(range(5_000, 40_000), 3)) == 35_000
 
 
+@pytest.mark.parametrize("where", ["staging-insert", "attach"])
+def test_failed_first_write_leaves_no_feature(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, where: str
+) -> None:
+    item = _feature()
+    store = _store(tmp_path)
+    with store:
+        executor = store.executor
+        real_insert, real_command = executor.insert, executor.command
+
+        def insert(table: str, data: Any) -> None:
+            if where == "staging-insert" and "metaxy_staging__" in table:
+                real_insert(table, data.slice(0, data.num_rows // 2))
+                raise _FailingInsert("late batch rejected")
+            real_insert(table, data)
+
+        def command(sql: str) -> None:
+            if where == "attach" and sql.startswith("RENAME TABLE"):
+                raise _FailingInsert("publish failed")
+            real_command(sql)
+
+        monkeypatch.setattr(executor, "insert", insert)
+        monkeypatch.setattr(executor, "command", command)
+        with pytest.raises(mx.MetaxyError):
+            store.write(item, _rows(range(10_000), 1))
+        monkeypatch.undo()
+        assert not store.has_feature(item)
+        assert store._tables() == ["metaxy_commits"]
+        assert store.write(item, _rows(range(10_000), 1)) == 10_000
+
+
+def test_first_write_appears_all_at_once(tmp_path: Path) -> None:
+    """Before a feature's first write is published the feature does not exist; then it has every row."""
+    item = _feature()
+    writer = _store(tmp_path, settings={"max_insert_block_size": 5_000, "min_insert_block_size_rows": 5_000})
+    seen: list[int | None] = []
+    done = threading.Event()
+    with writer:
+        reader = ClickHouseMetadataStore(dsn=writer.dsn)
+
+        def poll() -> None:
+            with reader:
+                while not done.is_set():
+                    try:
+                        seen.append(reader.read(item, columns=["v"]).to_polars().height)
+                    except mx.FeatureNotFoundError:
+                        seen.append(None)
+
+        thread = threading.Thread(target=poll)
+        thread.start()
+        time.sleep(0.2)
+        writer.write(item, _rows(range(100_000), 1))
+        time.sleep(0.2)
+        done.set()
+        thread.join(timeout=60)
+    assert set(seen) == {None, 100_000}, sorted(set(seen), key=str)
+
+
 KILLED_WRITER = """
 import pathlib, sys, polars as pl, metaxy_core as mx
 from metaxy_core import columns as C
