@@ -36,32 +36,20 @@ def _duckdb_store(tmp_path: Path, **options: Any) -> mx.MetadataStore:
 CLICKHOUSE_SERVER_DSN = os.environ.get("METAXY_TEST_CLICKHOUSE_DSN")
 """A ClickHouse server for the clickhouse-connect path; read at import (METAXY_* vars are cleared per test)."""
 _chdb_path: str | None = None
-_chdb_keepalive: Any = None
 
 
 def _clickhouse_store(tmp_path: Path, **options: Any) -> mx.MetadataStore:
     # chDB binds one path per process: every store of this test process lives in one folder, each in a
-    # database of its own. A store kept open holds the engine between tests (a restart costs ~0.5 s).
-    global _chdb_path, _chdb_keepalive
+    # database of its own. No store stays open between tests, so other tests may use chDB themselves.
+    global _chdb_path
     if importlib.util.find_spec("chdb") is None:
         pytest.skip('chdb is not installed (pip install "metaxy-dagster[clickhouse]")')
     from metaxy_core.stores.clickhouse import ClickHouseMetadataStore
 
     if _chdb_path is None:
         _chdb_path = tempfile.mkdtemp(prefix="metaxy-chdb-")
-    if _chdb_keepalive is None:
-        _chdb_keepalive = ClickHouseMetadataStore(dsn=f"chdb://{_chdb_path}?database=keepalive")
-        _chdb_keepalive.__enter__()
     database = f"test_{uuid.uuid4().hex[:12]}"
     return ClickHouseMetadataStore(dsn=f"chdb://{_chdb_path}?database={database}", **options)
-
-
-def release_chdb_engine() -> None:
-    """Let go of the test process's chDB path, so a test can open another path in this process."""
-    global _chdb_keepalive
-    if _chdb_keepalive is not None:
-        _chdb_keepalive.__exit__(None, None, None)
-        _chdb_keepalive = None
 
 
 STORE_FACTORIES: dict[str, StoreFactory] = {

@@ -20,19 +20,13 @@ import pytest
 import metaxy_core as mx
 from metaxy_core import columns as C
 from metaxy_core.provenance import reference_hash
-from tests.conftest import CLICKHOUSE_SERVER_DSN, _clickhouse_store, release_chdb_engine
+from tests.conftest import CLICKHOUSE_SERVER_DSN, _clickhouse_store
 
 pytest.importorskip("chdb", reason='chdb is not installed (pip install "metaxy-dagster[clickhouse]")')
 
 from metaxy_core.stores.clickhouse import ClickHouseDialect, ClickHouseMetadataStore
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture
-def own_chdb_path() -> None:
-    """The test opens a chDB path of its own in this process: the suite's shared path must be closed."""
-    release_chdb_engine()
 
 
 def _store(tmp_path: Path, **options: Any) -> ClickHouseMetadataStore:
@@ -388,7 +382,6 @@ def test_server_round_trip() -> None:
 
 
 # -- configured by name, used by the CLI in another process -------------------------------------------
-@pytest.mark.usefixtures("own_chdb_path")
 def test_cli_status_on_a_configured_chdb_store(tmp_path: Path) -> None:
     """``type = "clickhouse"`` in metaxy.toml; the pipeline writes in this process, then the ``metaxy`` CLI
     opens the same chDB path from its own process (this one has closed it by then)."""
@@ -463,7 +456,6 @@ def _hold_chdb_path(tmp_path: Path, dsn: str, seconds: float) -> tuple[subproces
     return holder, released
 
 
-@pytest.mark.usefixtures("own_chdb_path")
 def test_chdb_path_held_by_another_process_is_waited_for(tmp_path: Path) -> None:
     """Processes share a chDB path one at a time, like a DuckDB file: opening waits for the holder."""
     item = _feature()
@@ -477,7 +469,6 @@ def test_chdb_path_held_by_another_process_is_waited_for(tmp_path: Path) -> None
         holder.wait(timeout=60)
 
 
-@pytest.mark.usefixtures("own_chdb_path")
 def test_chdb_lock_timeout_names_the_path(tmp_path: Path) -> None:
     dsn = f"chdb://{tmp_path}/shared?database=m"
     holder, _ = _hold_chdb_path(tmp_path, dsn, 30.0)
