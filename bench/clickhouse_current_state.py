@@ -13,6 +13,7 @@ the current state (count and a hash over every value) after each step. Designs:
 """
 
 import argparse
+import shutil
 import tempfile
 import time
 from collections.abc import Callable
@@ -92,7 +93,8 @@ def main() -> None:
     parser.add_argument("--designs", nargs="*", default=["replacing_final", "argmax", "exchange"])
     args = parser.parse_args()
     n = args.samples
-    conn = chdb.connect(tempfile.mkdtemp(prefix="metaxy-ch-bench-"))
+    folder = tempfile.mkdtemp(prefix="metaxy-ch-bench-")
+    conn = chdb.connect(folder)
 
     def timed(label: str, fn: Callable[[], object]) -> float:
         start = time.perf_counter()
@@ -124,6 +126,7 @@ def main() -> None:
         conn.query("USE default")
         conn.query(f"DROP DATABASE {db}")
     conn.close()
+    shutil.rmtree(folder, ignore_errors=True)
 
 
 if __name__ == "__main__":

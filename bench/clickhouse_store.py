@@ -9,6 +9,7 @@ write video and resolve crop again. Every resolve is checked against the expecte
 """
 
 import argparse
+import shutil
 import sys
 import tempfile
 import time
@@ -77,7 +78,10 @@ def main() -> None:
             dsn=f"chdb://{folder}/chdb?database=bench", hash_length=16
         ),
     }
-    results = {name: run(store, args.samples, args.rewrites) for name, store in stores.items()}
+    try:
+        results = {name: run(store, args.samples, args.rewrites) for name, store in stores.items()}
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
     names = list(results)
     print(f"N = {args.samples:,}, {args.rewrites} full rewrites; seconds")
     print("| step | " + " | ".join(names) + " |")

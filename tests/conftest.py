@@ -8,8 +8,10 @@
   factory may call ``pytest.importorskip`` / ``pytest.skip`` when its driver or server is absent).
 """
 
+import atexit
 import importlib.util
 import os
+import shutil
 import tempfile
 import uuid
 from collections.abc import Callable, Iterator
@@ -48,6 +50,7 @@ def _clickhouse_store(tmp_path: Path, **options: Any) -> mx.MetadataStore:
 
     if _chdb_path is None:
         _chdb_path = tempfile.mkdtemp(prefix="metaxy-chdb-")
+        atexit.register(shutil.rmtree, _chdb_path, True)
     database = f"test_{uuid.uuid4().hex[:12]}"
     return ClickHouseMetadataStore(dsn=f"chdb://{_chdb_path}?database={database}", **options)
 
