@@ -6,7 +6,6 @@ import os
 import signal
 import subprocess
 import sys
-import tempfile
 import textwrap
 import threading
 import time
@@ -251,7 +250,7 @@ with store:
 
 def test_killed_writer_leaves_a_committed_state(tmp_path: Path, graph: mx.FeatureGraph) -> None:
     """kill -9 of a process in the middle of writes: reopening shows one complete committed state."""
-    path = Path(tempfile.mkdtemp(prefix="metaxy-chdb-kill-"))
+    path = tmp_path / "killed-chdb"
     dsn = f"chdb://{path}?database=killed"
     ready = tmp_path / "ready"
     env = {**os.environ, "PYTHONPATH": str(REPO)}
