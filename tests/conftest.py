@@ -8,7 +8,12 @@
   factory may call ``pytest.importorskip`` / ``pytest.skip`` when its driver or server is absent).
 """
 
+import atexit
+import importlib.util
 import os
+import shutil
+import tempfile
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -46,11 +51,32 @@ def _postgres_store(tmp_path: Path, **options: Any) -> mx.MetadataStore:
     return mx.PostgreSQLMetadataStore(dsn, schema=pg_server.fresh_schema(), **options)
 
 
+CLICKHOUSE_SERVER_DSN = os.environ.get("METAXY_TEST_CLICKHOUSE_DSN")
+"""A ClickHouse server for the clickhouse-connect path; read at import (METAXY_* vars are cleared per test)."""
+_chdb_path: str | None = None
+
+
+def _clickhouse_store(tmp_path: Path, **options: Any) -> mx.MetadataStore:
+    # chDB binds one path per process: every store of this test process lives in one folder, each in a
+    # database of its own. No store stays open between tests, so other tests may use chDB themselves.
+    global _chdb_path
+    if importlib.util.find_spec("chdb") is None:
+        pytest.skip('chdb is not installed (pip install "metaxy-dagster[clickhouse]")')
+    from metaxy_core.stores.clickhouse import ClickHouseMetadataStore
+
+    if _chdb_path is None:
+        _chdb_path = tempfile.mkdtemp(prefix="metaxy-chdb-")
+        atexit.register(shutil.rmtree, _chdb_path, True)
+    database = f"test_{uuid.uuid4().hex[:12]}"
+    return ClickHouseMetadataStore(dsn=f"chdb://{_chdb_path}?database={database}", **options)
+
+
 STORE_FACTORIES: dict[str, StoreFactory] = {
     "memory": _memory_store,
     "duckdb": _duckdb_store,
     "sqlite": _sqlite_store,
     "postgres": _postgres_store,
+    "clickhouse": _clickhouse_store,
 }
 
 

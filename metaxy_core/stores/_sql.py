@@ -103,6 +103,11 @@ class SqlDialect:
     def null_string() -> str:
         return "CAST(NULL AS VARCHAR)"
 
+    @staticmethod
+    def literal(value: str) -> str:
+        """A string literal (engines differ on backslash escapes)."""
+        return lit(value)
+
 
 def _where(clauses: Sequence[str]) -> str:
     return (" WHERE " + " AND ".join(f"({c})" for c in clauses)) if clauses else ""
@@ -149,13 +154,13 @@ def dep_sql(d: SqlDialect, dep: DepPlan, source: str, upstream_schema: TableSche
 
 
 def field_hash_sql(d: SqlDialect, plan: ResolvePlan, fp: FieldPlan, root_value: str | None) -> str:
-    parts = [lit(fp.fq), lit(fp.code_version)]
+    parts = [d.literal(fp.fq), d.literal(fp.code_version)]
     if root_value is not None:
         parts.append(d.part(root_value))
     else:
         deps = {dep.index: dep for dep in plan.deps}
         for p in fp.parents:
-            parts.append(lit(p.fq))
+            parts.append(d.literal(p.fq))
             dep = deps.get(p.dep_index)
             parts.append(d.part(q(dep.dv_column(p.field))) if dep is not None else "''")
     return d.hash(parts)
@@ -193,7 +198,7 @@ def expected_sql(
     struct = d.struct_pack([(fp.key, q(field_column(fp.key))) for fp in plan.fields])
     sample_parts: list[str] = []
     for fp in plan.fields:
-        sample_parts += [lit(fp.key), q(field_column(fp.key))]
+        sample_parts += [d.literal(fp.key), q(field_column(fp.key))]
     outer = (
         f"SELECT *, {struct} AS {q(C.PROVENANCE_BY_FIELD)}, {d.hash(sample_parts)} AS {q(C.PROVENANCE)} "
         f"FROM ({d.fence(inner)}) AS e0"
@@ -271,19 +276,21 @@ def diff_sql(
     pbf, prov = q(C.PROVENANCE_BY_FIELD), q(C.PROVENANCE)
     non_key = [c for c in carried if c not in plan.key_columns]
     if stored is None:
-        all_fields = d.string_list([lit(fp.key) for fp in plan.fields])
+        all_fields = d.string_list([d.literal(fp.key) for fp in plan.fields])
         cols = [keys, *(q(c) for c in non_key), pbf, prov]
         return (
             f"SELECT 'new' AS {STATUS}, {', '.join(cols)}, {all_fields} AS {q(C.CHANGED_FIELDS)}, "
-            f"CAST(NULL AS VARCHAR) AS {q(STORED_PROV)}, {pbf} AS {q(STORED_PBF)} FROM ({expected}) AS e"
+            f"{d.null_string()} AS {q(STORED_PROV)}, {pbf} AS {q(STORED_PBF)} FROM ({expected}) AS e"
         )
     changes = {
         fp.key: f"CASE WHEN s.{q(stored_count_column(fp.key))} > 1 OR s.{q(stored_field_column(fp.key))} "
-        f"IS DISTINCT FROM e.{q(field_column(fp.key))} THEN {lit(fp.key)} END"
+        f"IS DISTINCT FROM e.{q(field_column(fp.key))} THEN {d.literal(fp.key)} END"
         for fp in plan.fields
     }
     # a removed field changed for every stored row that still has provenance for it
-    changes |= {f: f"CASE WHEN s.{q(removed_field_column(f))} IS NOT NULL THEN {lit(f)} END" for f in removed}
+    changes |= {
+        f: f"CASE WHEN s.{q(removed_field_column(f))} IS NOT NULL THEN {d.literal(f)} END" for f in removed
+    }
     changed = d.list_of_non_null([changes[f] for f in sorted(changes)])
     status = (
         "CASE WHEN s.__metaxy_present IS NULL THEN 'new' WHEN e.__metaxy_present IS NULL THEN 'orphaned' "
