@@ -246,13 +246,13 @@ class PostgreSQLMetadataStore(MetadataStore):
             )
         if what.startswith(("alter_column_type(", "add_id_column(")) and state.startswith("22"):
             return MetadataValidationError(
-                f"{what}: stored values do not convert ({message}); nothing changed."
+                f"{what}: stored values do not convert ({_first_line(exc)}); nothing changed."
             )
         if state.startswith("22"):
             # e.g. a filter's CAST that fails on a stored value: the query is sound, the data is not
             return StoreError(
                 f"{what} failed in PostgreSQLMetadataStore: a stored value could not be converted or computed "
-                f"({message}). Check the casts and arithmetic in the filters; nothing was changed."
+                f"({_first_line(exc)}). Check the casts and arithmetic in the filters."
             )
         return StoreError(
             f"{what} failed in PostgreSQLMetadataStore (dsn={mask_dsn(self.dsn)!r}) and was rolled back: "
@@ -964,7 +964,7 @@ def _to_polars(table: Any) -> pl.DataFrame:
 
 def _first_line(exc: BaseException) -> str:
     """The server's one-line error message (no query echo, position or hint)."""
-    found = re.search(r"ERROR:\s+([^\n]*)", str(exc))
+    found = re.search(r"ERROR:\s+(.*?)\s*(?:\n|\. SQLSTATE:|$)", str(exc))
     return found.group(1).strip() if found else _driver_message(exc)
 
 
