@@ -143,7 +143,7 @@ _created: list[str] = []
 
 
 def fresh_schema() -> str:
-    """A schema name no other test uses (the store creates it and its two companions on first write)."""
+    """A schema name no other test uses (the store creates it and its companion schemas on first write)."""
     name = f"t_{uuid.uuid4().hex[:16]}"
     _created.append(name)
     return name
@@ -154,6 +154,6 @@ def _drop_schemas(dsn: str, schemas: list[str]) -> None:
 
     with dbapi.connect(dsn) as con, con.cursor() as cur:
         for schema in schemas:
-            for suffix in ("", "__metaxy_history", "__metaxy_system"):
+            for suffix in ("", "__metaxy_history", "__metaxy_system", "__metaxy_parents"):
                 cur.execute(f'DROP SCHEMA IF EXISTS "{schema}{suffix}" CASCADE')
         con.commit()

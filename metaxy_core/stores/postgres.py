@@ -1,9 +1,10 @@
 """PostgreSQL store: every resolve runs as one SQL query on the server.
 
 Layout: one current table per feature in the store's schema (``public`` by default), superseded row
-versions in ``<schema>__metaxy_history`` and system tables in ``<schema>__metaxy_system``, so
-several stores can share one database under different schemas. The two per-field maps
-(``metaxy_provenance_by_field``, ``metaxy_data_version_by_field``) are ``jsonb`` objects; the field
+versions in ``<schema>__metaxy_history``, system tables in ``<schema>__metaxy_system`` and the
+parent markers of expansion features (parents written with no children, one row each) in
+``<schema>__metaxy_parents``, so several stores can share one database under different schemas.
+The two per-field maps (``metaxy_provenance_by_field``, ``metaxy_data_version_by_field``) are ``jsonb`` objects; the field
 keys a table has ever held are kept in the column's comment, so reads return a struct with exactly
 those fields without scanning rows, and adding a field never rewrites old rows.
 
@@ -26,12 +27,13 @@ import narwhals as nw
 import polars as pl
 
 from metaxy_core import columns as C
-from metaxy_core.errors import MetadataValidationError, StoreError
+from metaxy_core.errors import FilterError, MetadataValidationError, StoreError
 from metaxy_core.feature import BaseFeature
 from metaxy_core.filters import compile_filters
 from metaxy_core.increment import Increment
 from metaxy_core.keys import FeatureKey
 from metaxy_core.lineage import ResolvePlan, TableSchema
+from metaxy_core.schema import widened_columns
 from metaxy_core.stores._sql import (
     STATUS,
     STORED_PBF,
@@ -41,9 +43,10 @@ from metaxy_core.stores._sql import (
     expected_sql,
     lit,
     q,
+    removed_fields,
     stored_sql,
 )
-from metaxy_core.stores.base import MetadataStore
+from metaxy_core.stores.base import MetadataStore, ParentCover
 
 INSTALL_HINT = 'pip install "metaxy-dagster[postgres]"'
 MAX_IDENTIFIER = 63
@@ -137,6 +140,7 @@ class PostgreSQLMetadataStore(MetadataStore):
     """
 
     kind = "postgres"
+    supports_parent_markers = True
 
     def __init__(
         self,
@@ -157,6 +161,7 @@ class PostgreSQLMetadataStore(MetadataStore):
         self.schema = schema
         self.history_schema = f"{schema}__metaxy_history"
         self.system_schema = f"{schema}__metaxy_system"
+        self.parents_schema = f"{schema}__metaxy_parents"
         if len(self.history_schema.encode()) > MAX_IDENTIFIER or not schema:
             raise StoreError(
                 f"PostgreSQLMetadataStore: schema={schema!r} must be 1 to "
@@ -238,6 +243,16 @@ class PostgreSQLMetadataStore(MetadataStore):
             return MetadataValidationError(
                 f"{what}: a value does not fit the stored column type ({message}). Convert the column to the "
                 "stored type; nothing was written."
+            )
+        if what.startswith(("alter_column_type(", "add_id_column(")) and state.startswith("22"):
+            return MetadataValidationError(
+                f"{what}: stored values do not convert ({_first_line(exc)}); nothing changed."
+            )
+        if state.startswith("22"):
+            # e.g. a filter's CAST that fails on a stored value: the query is sound, the data is not
+            return StoreError(
+                f"{what} failed in PostgreSQLMetadataStore: a stored value could not be converted or computed "
+                f"({_first_line(exc)}). Check the casts and arithmetic in the filters."
             )
         return StoreError(
             f"{what} failed in PostgreSQLMetadataStore (dsn={mask_dsn(self.dsn)!r}) and was rolled back: "
@@ -326,6 +341,9 @@ class PostgreSQLMetadataStore(MetadataStore):
     def _history_table(self, table: str) -> str:
         return f"{q(self.history_schema)}.{q(table)}"
 
+    def _markers_table(self, table: str) -> str:
+        return f"{q(self.parents_schema)}.{q(table)}"
+
     @contextmanager
     def _exclusive(self, name: str) -> Iterator[None]:
         """Hold a session-level advisory lock on ``name`` around a whole operation.
@@ -348,18 +366,36 @@ class PostgreSQLMetadataStore(MetadataStore):
     @contextmanager
     def _loaded(self, frame: pl.DataFrame, what: str) -> Iterator[str]:
         """``frame`` in a temporary table for the duration of the block, loaded before any lock."""
-        with self._tx(what):
-            name = self._load(frame, what)
-        try:
-            yield name
-        finally:
-            with contextlib.suppress(Exception), self._tx("drop"):
-                self._run(f"DROP TABLE IF EXISTS pg_temp.{name}")
+        with self._loaded_all([frame], what) as names:
+            yield names[0]
 
-    def _ensure_schemas(self) -> None:
-        wanted = (self.schema, self.history_schema, self.system_schema)
+    @contextmanager
+    def _loaded_all(self, frames: Sequence[pl.DataFrame], what: str) -> Iterator[list[str]]:
+        """Each frame in a temporary table (loaded in one transaction) for the duration of the block."""
+        names: list[str] = []
+        try:
+            with self._tx(what):
+                for frame in frames:
+                    names.append(self._load(frame, what))
+            yield names
+        finally:
+            if names:
+                with contextlib.suppress(Exception), self._tx("drop"):
+                    for name in names:
+                        self._run(f"DROP TABLE IF EXISTS pg_temp.{name}")
+
+    def _ensure_schemas(self, markers: bool = False) -> None:
+        """Create the store's schemas; ``markers``: also the one of the parent-marker tables.
+
+        The marker schema is made only when a write records parents without children, so stores
+        without expansion features keep three schemas.
+        """
+        wanted: tuple[str, ...] = (self.schema, self.history_schema, self.system_schema)
+        if markers:
+            wanted += (self.parents_schema,)
         with self._tx("create schemas"):
-            rows = self._run("SELECT count(*) FROM pg_namespace WHERE nspname IN ($1, $2, $3)", list(wanted))
+            marks = ", ".join(f"${i + 1}" for i in range(len(wanted)))
+            rows = self._run(f"SELECT count(*) FROM pg_namespace WHERE nspname IN ({marks})", list(wanted))
         if rows[0][0] == len(wanted):
             return
         # concurrent CREATE SCHEMA IF NOT EXISTS collide on the catalog's unique index: serialise them
@@ -453,9 +489,17 @@ class PostgreSQLMetadataStore(MetadataStore):
                 return None
             return self._frame(f"SELECT * FROM {table}")
 
-    def _add_columns(self, incoming: str, stored: Sequence[str], targets: Sequence[str]) -> None:
+    def _add_columns(
+        self,
+        incoming: str,
+        stored: Sequence[str],
+        targets: Sequence[str],
+        incoming_types: dict[str, str] | None = None,
+    ) -> None:
         """Add to every table in ``targets`` the columns of ``incoming`` that ``stored`` lacks."""
-        for column, ctype, _ in self._columns(f"pg_temp.{incoming}"):
+        if incoming_types is None:
+            incoming_types = {c: t for c, t, _ in self._columns(f"pg_temp.{incoming}")}
+        for column, ctype in incoming_types.items():
             if column in stored:
                 continue
             if column in C.STRUCT_COLUMNS:
@@ -464,19 +508,60 @@ class PostgreSQLMetadataStore(MetadataStore):
                 self._run(f"ALTER TABLE {target} ADD COLUMN {q(column)} {ctype}")
 
     # -- filters ----------------------------------------------------------------------------------
-    @staticmethod
-    def _filtered(source: str, filters: Sequence[Any], schema: dict[str, Any]) -> str:
-        """``source`` (a SELECT) restricted by the user's filters, rendered for PostgreSQL."""
+    def _filtered(self, source: str, filters: Sequence[Any], schema: dict[str, Any]) -> str:
+        """``source`` (a SELECT) restricted by the user's filters, rendered for PostgreSQL.
+
+        A filter that parses but does not fit the column types (say ``lower(n_frames)`` on an
+        integer column) raises a :class:`FilterError` naming it. Each filter is checked on its own
+        by preparing the query (the server checks types without reading a row): after an error the
+        driver accepts nothing but a rollback, so the first failure must already name its filter.
+        The operation's transaction is then rolled back (it has written nothing).
+        """
         predicates = compile_filters(list(filters), dialect="postgres", schema=schema)
         if not predicates:
             return source
-        return f"SELECT * FROM ({source}) AS f WHERE " + " AND ".join(f"({p})" for p in predicates)
+
+        def where(preds: Sequence[str]) -> str:
+            return f"SELECT * FROM ({source}) AS f WHERE " + " AND ".join(f"({p})" for p in preds)
+
+        dbapi = _driver()
+        for f, p in zip(filters, predicates, strict=True):
+            cur = self._cursor()
+            try:
+                cur.adbc_prepare(where([p]))
+            except dbapi.Error as exc:
+                if (getattr(exc, "sqlstate", None) or "") == "42501":
+                    raise  # a missing privilege is not the filter's fault
+                reason = _first_line(exc)
+                raise FilterError(f"Filter {f!r} does not fit the column types: {reason}") from None
+            finally:
+                cur.close()
+        return where(predicates)
 
     def _current(self, table: str, schema: TableSchema, filters: Sequence[Any] = ()) -> str:
         return self._filtered(
             f"SELECT * FROM {self._current_table(table)} WHERE {q(C.DELETED_AT)} IS NULL",
             filters,
             dict(schema.dtypes),
+        )
+
+    def _stored_rows(self, plan: ResolvePlan, schema: TableSchema, filters: Sequence[Any]) -> str:
+        """Live stored rows of the target; for expansion with its parent markers (child columns NULL)."""
+        if plan.key_columns == plan.target_ids:
+            return self._current(plan.table, schema, filters)
+        markers = self._markers_table(plan.table)
+        have = {name for name, _, _ in self._columns(markers)}
+        if not have:
+            return self._current(plan.table, schema, filters)
+        names = ", ".join(q(c) for c in schema.types)
+        padded = ", ".join(
+            q(c) if c in have else f"CAST(NULL AS {t}) AS {q(c)}" for c, t in schema.types.items()
+        )
+        both = (
+            f"SELECT {names} FROM {self._current_table(plan.table)} UNION ALL SELECT {padded} FROM {markers}"
+        )
+        return self._filtered(
+            f"SELECT * FROM ({both}) AS m WHERE {q(C.DELETED_AT)} IS NULL", filters, dict(schema.dtypes)
         )
 
     # -- resolve ----------------------------------------------------------------------------------
@@ -516,8 +601,7 @@ class PostgreSQLMetadataStore(MetadataStore):
         carried = samples_columns if samples is not None else plan.carried_columns
         stored = None
         if target_schema is not None:
-            current = self._current(plan.table, target_schema, filters)
-            stored = stored_sql(d, plan, current, target_schema)
+            stored = stored_sql(d, plan, self._stored_rows(plan, target_schema, filters), target_schema)
         if plan.missing_required:
             return self._orphans_only(plan, stored)
         schemas: dict[int, TableSchema] = {}
@@ -535,7 +619,7 @@ class PostgreSQLMetadataStore(MetadataStore):
             filters,
             expected_dtypes,
         )
-        diff = diff_sql(d, plan, expected, stored, carried)
+        diff = diff_sql(d, plan, expected, stored, carried, removed_fields(plan, target_schema))
         return self._split(plan, diff, carried)
 
     def _split(self, plan: ResolvePlan, diff: str, carried: Sequence[str]) -> Increment:
@@ -592,7 +676,13 @@ class PostgreSQLMetadataStore(MetadataStore):
         return Increment(nw.from_native(empty), nw.from_native(empty.clone()), nw.from_native(orphaned))
 
     # -- write ------------------------------------------------------------------------------------
-    def _write(self, cls: type[BaseFeature], frame: pl.DataFrame, replace_key: tuple[str, ...]) -> None:
+    def _write(
+        self,
+        cls: type[BaseFeature],
+        frame: pl.DataFrame,
+        replace_key: tuple[str, ...],
+        parents: ParentCover | None = None,
+    ) -> None:
         key = cls.spec.key
         table = self._table(key)
         for column in frame.columns:
@@ -601,36 +691,95 @@ class PostgreSQLMetadataStore(MetadataStore):
                     f"write({key}): column name '{column}' is longer than PostgreSQL's {MAX_IDENTIFIER}-byte "
                     "identifier limit; rename it before writing (nothing was written)."
                 )
-        self._ensure_schemas()
+        what = f"write({key})"
+        self._ensure_schemas(markers=parents is not None and parents.empty.height > 0)
+        frames = [frame] if parents is None else [frame, parents.covered, parents.empty]
         with (
-            self._loaded(frame, f"write({key})") as incoming,
+            self._loaded_all(frames, what) as loaded,
             self._exclusive(f"feature:{self.schema}.{table}"),
-            self._tx(f"write({key})"),
+            self._tx(what),
         ):
-            current, history = self._current_table(table), self._history_table(table)
-            stored = self._columns(current)
+            incoming = loaded[0]
+            stored = self._columns(self._current_table(table))
             if not stored:
                 self._create(table, incoming, frame, replace_key)
-                return
-            names = [c for c, _, _ in stored]
-            self._add_columns(incoming, names, [current, history])
-            fields = self._struct_fields(stored)
-            for column in C.STRUCT_COLUMNS:
-                have = fields.get(column, ())
-                incoming_fields = [f.name for f in frame.schema[column].fields]  # type: ignore[attr-defined]
-                if set(incoming_fields) - set(have):
-                    self._comment_fields(table, column, sorted({*have, *incoming_fields}))
-            all_cols = ", ".join(q(c) for c, _, _ in self._columns(current))
-            key_match = " AND ".join(f"t.{q(c)} = k.{q(c)}" for c in replace_key)
-            replaced = f"(SELECT DISTINCT {', '.join(q(c) for c in replace_key)} FROM {incoming}) AS k"
-            # Superseded versions move to history in the same statement that removes them.
-            self._run(
-                f"WITH moved AS (DELETE FROM {current} AS t USING {replaced} WHERE {key_match} RETURNING t.*) "
-                f"INSERT INTO {history} ({all_cols}) SELECT {all_cols} FROM moved"
+            else:
+                self._evolve(table, incoming, frame, stored)
+                # expansion: every covered parent's children are replaced, not only the frame's parents
+                self._replace(table, incoming, frame, replace_key, loaded[1] if parents else incoming)
+            if parents is not None:
+                self._write_markers(table, replace_key, loaded[1], loaded[2], parents.empty)
+
+    def _evolve(
+        self, table: str, incoming: str, frame: pl.DataFrame, stored: Sequence[tuple[str, str, str | None]]
+    ) -> None:
+        """Fit the stored tables to a prepared frame: new columns, widened types, new per-field keys."""
+        current, history = self._current_table(table), self._history_table(table)
+        incoming_types = {c: t for c, t, _ in self._columns(f"pg_temp.{incoming}")}
+        names = [c for c, _, _ in stored]
+        self._add_columns(incoming, names, [current, history], incoming_types)
+        # The prepared frame widens a stored user column only losslessly (int -> float, int -> str,
+        # a narrower int -> a wider one): convert the stored values in every table holding it.
+        stored_types = {c: t for c, t, _ in stored}
+        differing = [
+            c
+            for c, t in incoming_types.items()
+            if not C.is_system(c) and c in stored_types and stored_types[c] != t
+        ]
+        if differing:
+            stored_dtypes = dict(
+                self._frame(f"SELECT {', '.join(q(c) for c in differing)} FROM {current} LIMIT 0").schema
             )
+            for column in widened_columns(dict(frame.schema), stored_dtypes):
+                self._set_column_type(table, column, incoming_types[column])
+        fields = self._struct_fields(stored)
+        for column in C.STRUCT_COLUMNS:
+            have = fields.get(column, ())
+            incoming_fields = [f.name for f in frame.schema[column].fields]  # type: ignore[attr-defined]
+            if set(incoming_fields) - set(have):
+                self._comment_fields(table, column, sorted({*have, *incoming_fields}))
+
+    def _replace(
+        self, table: str, incoming: str, frame: pl.DataFrame, replace_key: tuple[str, ...], covered: str
+    ) -> None:
+        """Move the stored rows of every key in ``covered`` to history and insert the incoming rows."""
+        current, history = self._current_table(table), self._history_table(table)
+        all_cols = ", ".join(q(c) for c, _, _ in self._columns(current))
+        key_match = " AND ".join(f"t.{q(c)} = k.{q(c)}" for c in replace_key)
+        replaced = f"(SELECT DISTINCT {', '.join(q(c) for c in replace_key)} FROM {covered}) AS k"
+        # Superseded versions move to history in the same statement that removes them.
+        self._run(
+            f"WITH moved AS (DELETE FROM {current} AS t USING {replaced} WHERE {key_match} RETURNING t.*) "
+            f"INSERT INTO {history} ({all_cols}) SELECT {all_cols} FROM moved"
+        )
+        self._run(
+            f"INSERT INTO {current} ({', '.join(q(c) for c in frame.columns)}) "
+            f"SELECT {_select_incoming(frame.columns)} FROM {incoming}"
+        )
+
+    def _write_markers(
+        self, table: str, on: tuple[str, ...], covered: str, markers: str, empty: pl.DataFrame
+    ) -> None:
+        """Drop the markers of every covered parent, record the covered parents without children."""
+        target = self._markers_table(table)
+        if not self._columns(target):
+            if empty.height:
+                self._run(f"CREATE TABLE {target} AS SELECT {_select_incoming(empty.columns)} FROM {markers}")
+                self._run(f"CREATE INDEX ON {target} ({', '.join(q(c) for c in on)})")
+                fields = self._struct_fields(self._columns(self._current_table(table)))
+                for column in C.STRUCT_COLUMNS:
+                    comment = lit(json.dumps(sorted(fields.get(column, ()))))
+                    self._run(f"COMMENT ON COLUMN {target}.{q(column)} IS {comment}")
+            return
+        key_match = " AND ".join(f"t.{q(c)} = k.{q(c)}" for c in on)
+        self._run(
+            f"DELETE FROM {target} AS t USING (SELECT DISTINCT {', '.join(q(c) for c in on)} FROM {covered}) AS k "
+            f"WHERE {key_match}"
+        )
+        if empty.height:
             self._run(
-                f"INSERT INTO {current} ({', '.join(q(c) for c in frame.columns)}) "
-                f"SELECT {_select_incoming(frame.columns)} FROM {incoming}"
+                f"INSERT INTO {target} ({', '.join(q(c) for c in empty.columns)}) "
+                f"SELECT {_select_incoming(empty.columns)} FROM {markers}"
             )
 
     def _create(self, table: str, incoming: str, frame: pl.DataFrame, replace_key: tuple[str, ...]) -> None:
@@ -642,10 +791,58 @@ class PostgreSQLMetadataStore(MetadataStore):
         for column in C.STRUCT_COLUMNS:
             self._comment_fields(table, column, [f.name for f in frame.schema[column].fields])  # type: ignore[attr-defined]
 
+    def _feature_tables(self, table: str) -> list[str]:
+        """The feature's current and history tables, and its parent-marker table when it has one."""
+        tables = [self._current_table(table), self._history_table(table)]
+        markers = self._markers_table(table)
+        if self._columns(markers):
+            tables.append(markers)
+        return tables
+
     def _comment_fields(self, table: str, column: str, fields: Sequence[str]) -> None:
         comment = lit(json.dumps(sorted(fields)))
-        for target in (self._current_table(table), self._history_table(table)):
+        for target in self._feature_tables(table):
             self._run(f"COMMENT ON COLUMN {target}.{q(column)} IS {comment}")
+
+    # -- schema changes ---------------------------------------------------------------------------
+    def _set_column_type(self, table: str, column: str, ctype: str) -> None:
+        """Convert ``column`` to ``ctype`` in every table of the feature that has it."""
+        for target in self._feature_tables(table):
+            if any(name == column for name, _, _ in self._columns(target)):
+                self._run(
+                    f"ALTER TABLE {target} ALTER COLUMN {q(column)} TYPE {ctype} USING CAST({q(column)} AS {ctype})"
+                )
+
+    def _pg_type(self, dtype: pl.DataType) -> str:
+        """PostgreSQL's name for a polars dtype, as a write of that dtype would create the column."""
+        name = self._load(pl.DataFrame(schema={"c": dtype}), "type")
+        try:
+            return self._columns(f"pg_temp.{name}")[0][1]
+        finally:
+            self._run(f"DROP TABLE pg_temp.{name}")
+
+    def _alter_column(self, cls: type[BaseFeature], column: str, dtype: pl.DataType) -> int:
+        key = cls.spec.key
+        table = self._table(key)
+        with (
+            self._exclusive(f"feature:{self.schema}.{table}"),
+            self._tx(f"alter_column_type({key}, {column!r}, {dtype})"),
+        ):
+            self._set_column_type(table, column, self._pg_type(dtype))
+            return int(self._run(f"SELECT count(*) FROM {self._current_table(table)}")[0][0])
+
+    def _add_id_column(self, cls: type[BaseFeature], column: str, dtype: pl.DataType, default: Any) -> int:
+        key = cls.spec.key
+        table = self._table(key)
+        with (
+            self._exclusive(f"feature:{self.schema}.{table}"),
+            self._tx(f"add_id_column({key}, {column!r})"),
+        ):
+            ctype = self._pg_type(dtype)
+            for target in (self._current_table(table), self._history_table(table)):
+                self._run(f"ALTER TABLE {target} ADD COLUMN {q(column)} {ctype}")
+                self._run(f"UPDATE {target} SET {q(column)} = CAST($1 AS {ctype})", [default])
+            return int(self._run(f"SELECT count(*) FROM {self._current_table(table)}")[0][0])
 
     # -- read / delete ----------------------------------------------------------------------------
     def _read(
@@ -763,6 +960,12 @@ def _to_polars(table: Any) -> pl.DataFrame:
     frame = pl.from_arrow(table)
     assert isinstance(frame, pl.DataFrame)
     return frame
+
+
+def _first_line(exc: BaseException) -> str:
+    """The server's one-line error message (no query echo, position or hint)."""
+    found = re.search(r"ERROR:\s+(.*?)\s*(?:\n|\. SQLSTATE:|$)", str(exc))
+    return found.group(1).strip() if found else _driver_message(exc)
 
 
 def _driver_message(exc: BaseException) -> str:
