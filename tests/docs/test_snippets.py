@@ -1,0 +1,61 @@
+"""Every Python snippet of the docs and the README runs.
+
+Each page runs on its own: its visible ```python blocks and hidden ``<!-- snippet-setup/check -->``
+comments (see :mod:`tests.docs.snippets`) execute in page order, in one fresh namespace, with a fresh
+active :class:`FeatureGraph`, a clean metaxy config, and an empty temporary working directory (so
+``metadata.duckdb`` and friends never land in the repository).
+"""
+
+from pathlib import Path
+
+import pytest
+
+import metaxy_core as mx
+from tests.docs.snippets import ROOT, extract, pages
+
+MAX_SKIPPED = 3
+"""Blocks that cannot run in a test (a running server, ...) over the whole site."""
+
+PAGES = [p for p in pages() if any(not s.skip for s in extract(p))]
+
+
+@pytest.mark.parametrize("page", PAGES, ids=[str(p.relative_to(ROOT)) for p in PAGES])
+def test_page_snippets_run(page: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    namespace: dict[str, object] = {"__name__": "__docs__"}
+    with mx.FeatureGraph().use():
+        for snippet in extract(page):
+            if snippet.skip:
+                continue
+            try:
+                exec(snippet.compile(), namespace)
+            except Exception as exc:
+                kind = "hidden snippet" if snippet.hidden else "code block"
+                raise AssertionError(
+                    f"{snippet.page}:{snippet.line}: the {kind} failed: {type(exc).__name__}: {exc}"
+                ) from exc
+    mx.set_config(None)
+
+
+def test_snippets_are_found_and_few_are_skipped() -> None:
+    snippets = [s for p in pages() for s in extract(p)]
+    visible = [s for s in snippets if not s.hidden]
+    skipped = [f"{s.page}:{s.line} ({s.skip})" for s in visible if s.skip]
+    # A harness that finds nothing would pass vacuously.
+    assert len(visible) - len(skipped) >= 20, f"only {len(visible) - len(skipped)} runnable blocks found"
+    assert len(skipped) <= MAX_SKIPPED, f"too many skipped blocks: {skipped}"
+
+
+def test_extract_reads_markers(tmp_path: Path) -> None:
+    page = tmp_path / "page.md"
+    page.write_text(
+        "# t\n\n<!-- snippet-setup\nx = 1\n-->\n\n```python\ny = x + 1\n```\n\n"
+        "<!-- snippet: skip (needs a server) -->\n```python\nconnect()\n```\n\n```bash\nls\n```\n"
+    )
+    snippets = extract(page, root=tmp_path)
+    assert [(s.line, s.hidden, s.skip, s.code) for s in snippets] == [
+        (4, True, None, "x = 1\n"),
+        (8, False, None, "y = x + 1\n"),
+        (13, False, "needs a server", "connect()\n"),
+    ]
+
