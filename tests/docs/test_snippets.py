@@ -6,6 +6,8 @@ active :class:`FeatureGraph`, a clean metaxy config, and an empty temporary work
 ``metadata.duckdb`` and friends never land in the repository).
 """
 
+import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -22,19 +24,29 @@ PAGES = [p for p in pages() if any(not s.skip for s in extract(p))]
 @pytest.mark.parametrize("page", PAGES, ids=[str(p.relative_to(ROOT)) for p in PAGES])
 def test_page_snippets_run(page: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
+    # Pages may set METAXY_* variables or import modules they create: undo that after the page.
+    environ, path, modules = dict(os.environ), list(sys.path), set(sys.modules)
     namespace: dict[str, object] = {"__name__": "__docs__"}
-    with mx.FeatureGraph().use():
-        for snippet in extract(page):
-            if snippet.skip:
-                continue
-            try:
-                exec(snippet.compile(), namespace)
-            except Exception as exc:
-                kind = "hidden snippet" if snippet.hidden else "code block"
-                raise AssertionError(
-                    f"{snippet.page}:{snippet.line}: the {kind} failed: {type(exc).__name__}: {exc}"
-                ) from exc
-    mx.set_config(None)
+    try:
+        with mx.FeatureGraph().use():
+            for snippet in extract(page):
+                if snippet.skip:
+                    continue
+                try:
+                    exec(snippet.compile(), namespace)
+                except Exception as exc:
+                    kind = "hidden snippet" if snippet.hidden else "code block"
+                    raise AssertionError(
+                        f"{snippet.page}:{snippet.line}: the {kind} failed: {type(exc).__name__}: {exc}"
+                    ) from exc
+    finally:
+        os.environ.clear()
+        os.environ.update(environ)
+        sys.path[:] = path
+        for name in set(sys.modules) - modules:
+            if not name.startswith(("metaxy", "dagster", "polars", "narwhals", "duckdb", "pyarrow")):
+                del sys.modules[name]
+        mx.set_config(None)
 
 
 def test_snippets_are_found_and_few_are_skipped() -> None:
