@@ -17,6 +17,7 @@ are for). A block that cannot run in a test (e.g. it needs a server) is preceded
 """
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -70,13 +71,7 @@ def extract(path: Path, root: Path = ROOT) -> list[Snippet]:
         if fence:
             opener, indent = fence.group("fence"), len(fence.group("indent"))
             lang = (fence.group("info").split() or [""])[0].lower()
-            end = _find(
-                lines,
-                i + 1,
-                lambda s: s.strip().startswith(opener[0] * len(opener)) and not s.strip().strip(opener[0]),
-                name,
-                opener,
-            )
+            end = _find(lines, i + 1, _closing(opener), name, opener)
             body = [raw[indent:] if raw[:indent].strip() == "" else raw for raw in lines[i + 1 : end]]
             if lang in RUNNABLE:
                 out.append(Snippet(name, i + 2, "\n".join(body) + "\n", skip=skip))
@@ -91,8 +86,18 @@ def extract(path: Path, root: Path = ROOT) -> list[Snippet]:
     return out
 
 
-def _find(lines: list[str], start: int, done: object, page: str, what: str) -> int:
+def _closing(opener: str) -> Callable[[str], bool]:
+    """A fence closes with at least as many of the opener's characters and nothing else."""
+
+    def done(line: str) -> bool:
+        text = line.strip()
+        return text.startswith(opener) and not text.strip(opener[0])
+
+    return done
+
+
+def _find(lines: list[str], start: int, done: Callable[[str], bool], page: str, what: str) -> int:
     for j in range(start, len(lines)):
-        if done(lines[j]):  # type: ignore[operator]
+        if done(lines[j]):
             return j
     raise ValueError(f"{page}:{start}: no closing {what}")
