@@ -101,3 +101,24 @@ def _find(lines: list[str], start: int, done: Callable[[str], bool], page: str, 
         if done(lines[j]):
             return j
     raise ValueError(f"{page}:{start}: no closing {what}")
+
+
+def run(snippets: list[Snippet]) -> int:
+    """Execute ``snippets`` in order in one fresh namespace; returns how many ran.
+
+    A failure raises ``AssertionError`` naming the page, the line and whether the block is hidden.
+    """
+    namespace: dict[str, object] = {"__name__": "__docs__"}
+    ran = 0
+    for snippet in snippets:
+        if snippet.skip:
+            continue
+        try:
+            exec(snippet.compile(), namespace)  # type: ignore[arg-type]
+        except Exception as exc:
+            kind = "hidden snippet" if snippet.hidden else "code block"
+            raise AssertionError(
+                f"{snippet.page}:{snippet.line}: the {kind} failed: {type(exc).__name__}: {exc}"
+            ) from exc
+        ran += 1
+    return ran

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 import metaxy_core as mx
-from tests.docs.snippets import ROOT, extract, pages
+from tests.docs.snippets import ROOT, extract, pages, run
 
 MAX_SKIPPED = 3
 """Blocks that cannot run in a test (a running server, ...) over the whole site."""
@@ -26,19 +26,9 @@ def test_page_snippets_run(page: Path, tmp_path: Path, monkeypatch: pytest.Monke
     monkeypatch.chdir(tmp_path)
     # Pages may set METAXY_* variables or import modules they create: undo that after the page.
     environ, path, modules = dict(os.environ), list(sys.path), set(sys.modules)
-    namespace: dict[str, object] = {"__name__": "__docs__"}
     try:
         with mx.FeatureGraph().use():
-            for snippet in extract(page):
-                if snippet.skip:
-                    continue
-                try:
-                    exec(snippet.compile(), namespace)
-                except Exception as exc:
-                    kind = "hidden snippet" if snippet.hidden else "code block"
-                    raise AssertionError(
-                        f"{snippet.page}:{snippet.line}: the {kind} failed: {type(exc).__name__}: {exc}"
-                    ) from exc
+            assert run(extract(page)) > 0
     finally:
         os.environ.clear()
         os.environ.update(environ)
@@ -72,3 +62,12 @@ def test_extract_reads_markers(tmp_path: Path) -> None:
         (8, False, None, "y = x + 1\n"),
         (13, False, "needs a server", "connect()\n"),
     ]
+
+
+def test_a_failing_snippet_fails_with_its_line(tmp_path: Path) -> None:
+    page = tmp_path / "page.md"
+    page.write_text("```python\nx = 1\n```\n\n<!-- snippet-check\nassert x == 2, 'x is not 2'\n-->\n")
+    with pytest.raises(
+        AssertionError, match=r"page.md:6: the hidden snippet failed: AssertionError: x is not 2"
+    ):
+        run(extract(page, root=tmp_path))
