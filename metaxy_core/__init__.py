@@ -45,6 +45,8 @@ from metaxy_core.stores.base import MetadataStore as MetadataStore
 from metaxy_core.stores.duckdb import DuckDBMetadataStore as DuckDBMetadataStore
 from metaxy_core.stores.memory import InMemoryMetadataStore as InMemoryMetadataStore
 from metaxy_core.stores.sqlite import SQLiteMetadataStore as SQLiteMetadataStore
+from metaxy_core.transfer import FeatureCopy as FeatureCopy
+from metaxy_core.transfer import copy_metadata as copy_metadata
 
 __version__ = "0.1.0"
 
