@@ -25,7 +25,9 @@ from example_project.assets import FEATURE_ASSETS, feature_graph  # noqa: E402  
 if not media.list_video_ids():
     media.generate_videos()
 
-store = mxd.MetaxyStoreResource(store="dev", config_file=str(CONFIG_FILE))
+# The config's `store` setting picks the store: "dev" (DuckDB) unless METAXY_STORE names another one,
+# e.g. one defined entirely by environment variables (see metaxy.toml).
+store = mxd.MetaxyStoreResource(config_file=str(CONFIG_FILE))
 
 metaxy_sensor = mxd.build_metaxy_sensor(
     FEATURE_ASSETS,

@@ -86,3 +86,43 @@ def test_workspace_points_at_the_definitions() -> None:
     text = (REPO / "workspace.yaml").read_text()
     assert "module_name: example_project.definitions" in text
     assert (REPO / "example_project" / "metaxy.toml").is_file()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("engine", ["postgres", "clickhouse"])
+def test_example_project_on_other_engines(example_env: dict[str, str], tmp_path: Path, engine: str) -> None:
+    """The same pipeline, run and edited, on PostgreSQL and on ClickHouse (chDB), chosen by env vars only."""
+    if engine == "postgres":
+        from tests import pg_server
+
+        dsn = pg_server.session_dsn()
+        if dsn is None:
+            pytest.skip("PostgreSQL server binaries not found")
+        config = {"TYPE": "postgres", "CONFIG__DSN": dsn, "CONFIG__SCHEMA": pg_server.fresh_schema()}
+    else:
+        pytest.importorskip("chdb")
+        config = {"TYPE": "clickhouse", "CONFIG__DSN": f"chdb://{tmp_path / 'chdb'}?database=example"}
+    env = {**example_env, "METAXY_STORE": "other"}
+    env.update({f"METAXY_STORES__OTHER__{k}": v for k, v in config.items()})
+    proc = subprocess.run(
+        [sys.executable, "-c", SCRIPT], cwd=REPO, env=env, capture_output=True, text=True, timeout=600
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    first, _edit, second, status = proc.stdout.split("=== ")[1:]
+    expected_store = "PostgreSQLMetadataStore" if engine == "postgres" else "ClickHouseMetadataStore"
+    assert f"Metadata store : {expected_store}" in first
+    assert {k: v[:5] for k, v in _rows(first).items()} == {
+        "video/raw": ["3", "0", "0", "3", "3"],
+        "video/chunk": ["3", "0", "0", "13", "13"],
+        "video/faces": ["13", "0", "0", "13", "13"],
+        "video/stt": ["3", "0", "0", "3", "3"],
+    }
+    assert {k: v[:6] for k, v in _rows(second).items()} == {
+        "video/raw": ["0", "1", "0", "1", "3", "audio:1"],
+        "video/chunk": ["0", "1", "0", "4", "13", "audio:1"],
+        "video/faces": ["0", "0", "0", "0", "13", "-"],
+        "video/stt": ["0", "1", "0", "1", "3", "transcription:1"],
+    }
+    assert _rows(status) == {
+        k: ["0", "0", "0"] for k in ("video/raw", "video/chunk", "video/faces", "video/stt")
+    }
