@@ -15,16 +15,20 @@ Example ``metaxy.toml``::
     config = { database = "metadata.duckdb" }
 """
 
+import difflib
 import importlib
+import inspect
 import os
 import tomllib
+import traceback
+from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from metaxy_core.errors import ConfigError
+from metaxy_core.errors import ConfigError, MetaxyError
 from metaxy_core.graph import DEFAULT_HASH_LENGTH, set_default_hash_length
 
 if TYPE_CHECKING:
@@ -133,6 +137,14 @@ class MetaxyConfig(BaseSettings):
             value = kwargs.get(key)
             if isinstance(value, str) and value != ":memory:" and "://" not in value:
                 kwargs[key] = str((self.root / value).resolve()) if not os.path.isabs(value) else value
+        valid = _keyword_names(cls)
+        unknown = [k for k in kwargs if valid is not None and k not in valid]
+        if unknown:
+            hints = "".join(_did_you_mean(k, valid or ()) for k in unknown)
+            raise ConfigError(
+                f"stores.{name}.config{_where(self._source)}: {cls.__name__} has no option(s) {unknown}.{hints} "
+                f"Valid options: {', '.join(sorted(valid or ()))}."
+            )
         try:
             store = cls(**kwargs)
         except TypeError as exc:
@@ -144,11 +156,38 @@ class MetaxyConfig(BaseSettings):
         for module in self.entrypoints:
             try:
                 importlib.import_module(module)
-            except ImportError as exc:
-                raise ConfigError(
-                    f"entrypoints{_where(self._source)}: cannot import '{module}': {exc}. "
-                    "List importable modules that define your features."
-                ) from exc
+            except ModuleNotFoundError as exc:
+                if exc.name is not None and (module == exc.name or module.startswith(exc.name + ".")):
+                    raise ConfigError(
+                        f"entrypoints{_where(self._source)}: no module '{module}' ({exc}). List importable modules "
+                        "that define your features, relative to the config file's folder or on PYTHONPATH."
+                    ) from exc
+                raise self._entrypoint_failed(module, exc) from exc
+            except MetaxyError:
+                raise
+            except Exception as exc:
+                raise self._entrypoint_failed(module, exc) from exc
+
+    def _entrypoint_failed(self, module: str, exc: BaseException) -> ConfigError:
+        """The module exists but raised while importing: show where and why."""
+        frames = traceback.extract_tb(exc.__traceback__)
+        where = f" at {Path(frames[-1].filename).name}:{frames[-1].lineno}" if frames else ""
+        return ConfigError(
+            f"entrypoints{_where(self._source)}: importing '{module}' failed{where}: {type(exc).__name__}: {exc}"
+        )
+
+
+def _keyword_names(cls: Any) -> set[str] | None:
+    """Keyword arguments a store class takes (None when it accepts any)."""
+    params = inspect.signature(cls.__init__).parameters.values()
+    if any(p.kind is p.VAR_KEYWORD for p in params):
+        return None
+    return {p.name for p in params if p.name != "self" and p.kind is not p.VAR_POSITIONAL}
+
+
+def _did_you_mean(word: str, choices: Iterable[str]) -> str:
+    close = difflib.get_close_matches(word, list(choices), n=1)
+    return f" Did you mean '{close[0]}' for '{word}'?" if close else ""
 
 
 def _where(source: Path | None) -> str:
@@ -175,6 +214,7 @@ _current: MetaxyConfig | None = None
 
 def load_config(config_file: str | Path | None = None, **overrides: Any) -> MetaxyConfig:
     """Read settings from ``config_file`` (or the one found searching up) plus env vars."""
+    config_file = config_file or os.environ.get("METAXY_CONFIG") or None
     path = Path(config_file).resolve() if config_file else find_config_file()
     data: dict[str, Any] = {}
     if path is not None:
@@ -182,11 +222,20 @@ def load_config(config_file: str | Path | None = None, **overrides: Any) -> Meta
             raise ConfigError(f"Config file {path} does not exist.")
         raw = _read_toml(path)
         data = raw.get("tool", {}).get("metaxy", {}) if path.name == "pyproject.toml" else raw
+        pointer = data.get("config_file")
+        if isinstance(pointer, str) and len(data) == 1:
+            # `[tool.metaxy] config_file = "path/metaxy.toml"`: the settings live in that file
+            return load_config(path.parent / pointer, **overrides)
     _LOADING_FILE_DATA["data"] = data
     try:
         cfg = MetaxyConfig(**overrides)
     except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        known = list(MetaxyConfig.model_fields)
+        problems = "; ".join(
+            f"{'.'.join(map(str, e['loc']))}: {e['msg']}"
+            + (_did_you_mean(str(e["loc"][0]), known) if e["type"] == "extra_forbidden" and e["loc"] else "")
+            for e in exc.errors()
+        )
         raise ConfigError(f"Invalid metaxy config{_where(path)} (or METAXY_* env vars): {problems}") from exc
     finally:
         _LOADING_FILE_DATA.clear()

@@ -232,6 +232,16 @@ class FeatureGraph:
             if dep.lineage.type == "aggregation":
                 continue
             join = set(dep.lineage.on or ()) if dep.lineage.type == "expansion" else key_columns
+            # the join columns must come from the upstream (its declared or id columns, after rename)
+            available = {rename.get(c, c) for c in [*declared, *upstream.spec.id_columns]}
+            missing_join = sorted(join - available)
+            if missing_join:
+                what = "lineage on=" if dep.lineage.type == "expansion" else "id column(s)"
+                raise FeatureDefinitionError(
+                    f"Feature '{spec.key}': {what} {missing_join} must come from '{dep.feature}', which has no such "
+                    f"column (it declares {declared} and ids {list(upstream.spec.id_columns)}). Declare the column "
+                    f"on '{dep.feature}', or map one with FeatureDep(feature='{dep.feature}', rename={{...}})."
+                )
             chosen = declared if dep.columns is None else list(dep.columns)
             for column in chosen:
                 out = rename.get(column, column)

@@ -26,6 +26,7 @@ def _graph(
 
         class Video(mx.BaseFeature, spec=mx.FeatureSpec(key="video", id_columns=["id"], fields=fields)):
             id: str
+            id2: str | None = None  # lets stt widen its ids to (id, id2): join columns come from upstream
 
         if with_stt:
 

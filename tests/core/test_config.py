@@ -239,6 +239,6 @@ def test_bad_entrypoint(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None
     monkeypatch.chdir(tmp_path)
     with pytest.raises(
         mx.ConfigError,
-        match=rf"entrypoints \(in {re.escape(str(path))}\): cannot import 'no_such_module_xyz'",
+        match=rf"entrypoints \(in {re.escape(str(path))}\): no module 'no_such_module_xyz'",
     ):
         mx.init()
