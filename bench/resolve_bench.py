@@ -1,4 +1,4 @@
-"""Resolve/write benchmark of the DuckDB store against a hand-written SQL floor (SPEC §8).
+"""Resolve/write benchmark of the DuckDB store against a hand-written SQL floor.
 
 Graph (the reference versioning graph): ``example/video`` (root; fields audio, frames) ->
 ``example/crop`` (audio <- video.audio, frames <- video.frames) -> ``example/face_detection``

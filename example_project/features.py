@@ -1,4 +1,4 @@
-"""The features of the video pipeline (reference/example-expansion.md, plus speech to text).
+"""The features of the video pipeline (video expansion into chunks, plus speech to text).
 
 video/raw ──expansion──▶ video/chunk ──▶ video/faces   (faces reads frames only)
     └──────────────────▶ video/stt                     (transcription reads audio only)

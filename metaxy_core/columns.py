@@ -1,4 +1,4 @@
-"""Names of the system columns every feature table carries (SPEC §4)."""
+"""Names of the system columns every feature table carries."""
 
 PROVENANCE_BY_FIELD = "metaxy_provenance_by_field"
 PROVENANCE = "metaxy_provenance"

@@ -1,4 +1,4 @@
-"""Sample-level provenance: canonical strings and their hashes, per engine (SPEC §4).
+"""Sample-level provenance: canonical strings and their hashes, per engine.
 
 A canonical string joins its parts with ``|``; a NULL part becomes the empty string. Every engine
 must produce byte-identical strings and hashes, which the conformance suite checks.

@@ -191,7 +191,7 @@ class GraphSnapshot:
 
     # -- output ---------------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
-        """The JSON form of SPEC §3: snapshot version, then features sorted by key with their fields."""
+        """The JSON form: snapshot version, then features sorted by key with their fields."""
         return {
             "snapshot_version": self.snapshot_version,
             "features": [

@@ -1,4 +1,4 @@
-"""Definition-level versions, computed from code alone (SPEC §3).
+"""Definition-level versions, computed from code alone.
 
 ``H(s)`` is the lowercase hex SHA-256 of ``s`` truncated to ``hash_length``; truncated values feed
 the chain forward.

@@ -8,7 +8,7 @@ import metaxy_core as mx
 
 
 def expansion_features(audio_code_version: str = "1") -> tuple[type[mx.BaseFeature], ...]:
-    """The graph of reference/example-expansion.md: video/raw -> video/chunk (expansion) -> video/faces."""
+    """The reference expansion graph: video/raw -> video/chunk (expansion) -> video/faces."""
 
     class Video(
         mx.BaseFeature,

@@ -20,7 +20,7 @@ PROVENANCE_COLUMNS = [C.PROVENANCE_BY_FIELD, C.PROVENANCE]
 
 @dataclass(frozen=True)
 class VideoPipeline:
-    """raw -> crop -> faces, raw -> stt (SPEC §5): faces reads only crop's frames, stt only raw's audio."""
+    """raw -> crop -> faces, raw -> stt: faces reads only crop's frames, stt only raw's audio."""
 
     graph: mx.FeatureGraph
     raw: type[mx.BaseFeature]

@@ -1,4 +1,4 @@
-"""Configuration (SPEC §6): file discovery, pyproject, env overrides, stores, errors naming file and key."""
+"""Configuration: file discovery, pyproject, env overrides, stores, errors naming file and key."""
 
 import re
 import sys

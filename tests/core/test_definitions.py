@@ -1,4 +1,4 @@
-"""Defining features (SPEC §2): keys, specs, field-level dependencies, graphs and invalid graphs."""
+"""Defining features: keys, specs, field-level dependencies, graphs and invalid graphs."""
 
 import json
 
@@ -143,7 +143,7 @@ def test_older_spellings(graph: mx.FeatureGraph) -> None:
 
 
 def overview_graph() -> dict[str, type[mx.BaseFeature]]:
-    """reference/overview.md as written there: FeatureKey lists, int code versions, key=/feature_key=."""
+    """The original metaxy spellings: FeatureKey lists, int code versions, key=/feature_key=."""
     with mx.FeatureGraph().use():
         from metaxy_core import FeatureDep, FeatureKey, FeatureSpec, FieldDep, FieldKey, FieldSpec
 

@@ -1,4 +1,4 @@
-"""Sample-level provenance (SPEC §4), checked against the formulas computed by hand with hashlib."""
+"""Sample-level provenance, checked against the formulas computed by hand with hashlib."""
 
 import hashlib
 from collections.abc import Callable
@@ -29,7 +29,7 @@ def sample_hash(prov: dict[str, str], **kw: str | int) -> str:
 
 
 def expected_for_b(algorithm: str = "sha256", length: int = 16) -> dict[str, dict[str, str]]:
-    """Provenance of sample "b" in every feature of the video pipeline, from the SPEC §4 formulas."""
+    """Provenance of sample "b" in every feature of the video pipeline, from the provenance formulas."""
     kw = {"algorithm": algorithm, "length": length}
     raw = {
         "audio": hs("video/raw.audio", "1", "audio-b", **kw),  # type: ignore[arg-type]

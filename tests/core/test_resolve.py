@@ -1,4 +1,4 @@
-"""Increment semantics of ``store.resolve_update`` (SPEC §5), on every store of the conformance matrix."""
+"""Increment semantics of ``store.resolve_update``, on every store of the conformance matrix."""
 
 import narwhals as nw
 import polars as pl
@@ -104,7 +104,7 @@ def test_new_root_sample_is_new_downstream(store: mx.MetadataStore) -> None:
 
 
 def test_root_code_version_bump(store: mx.MetadataStore) -> None:
-    """SPEC §5: a code bump on raw.audio makes raw stale once its samples are re-given, then crop (audio)
+    """A code bump on raw.audio makes raw stale once its samples are re-given, then crop (audio)
     and stt (transcription); faces (frames only) stays 0/0/0 at every step."""
     v1 = build_video_pipeline(raw_audio="1")
     run_pipeline(store, v1, raw_samples())
@@ -203,7 +203,7 @@ def test_partial_data_version_override_falls_back_to_provenance(store: mx.Metada
 
 
 def _recompute_graph(code_version: str) -> tuple[type[mx.BaseFeature], type[mx.BaseFeature]]:
-    """reference/example-recompute.md, with its own spellings (FeatureKey lists, Feature.spec().key)."""
+    """The recompute walkthrough in the original metaxy spellings (FeatureKey lists, Feature.spec().key)."""
     with mx.FeatureGraph().use():
 
         class ParentFeature(

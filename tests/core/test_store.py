@@ -1,4 +1,4 @@
-"""Store interface conformance (SPEC §5): write, read, history, delete, validation, lazy frames."""
+"""Store interface conformance: write, read, history, delete, validation, lazy frames."""
 
 import subprocess
 import sys

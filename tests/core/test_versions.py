@@ -1,4 +1,4 @@
-"""Definition-level versions (SPEC §3): exact formulas and the golden values of reference/."""
+"""Definition-level versions: exact formulas and their golden values."""
 
 import hashlib
 import os
@@ -18,7 +18,7 @@ def h(text: str, length: int) -> str:
 
 
 def versioning_graph(audio_code_version: str = "1") -> dict[str, type[mx.BaseFeature]]:
-    """The graph of reference/versioning.md, in its own isolated FeatureGraph."""
+    """The reference versioning graph, in its own isolated FeatureGraph."""
     with mx.FeatureGraph().use():
 
         class Video(
@@ -86,7 +86,7 @@ def versioning_graph(audio_code_version: str = "1") -> dict[str, type[mx.BaseFea
 
 
 def expansion_graph(audio_code_version: str = "1") -> dict[str, type[mx.BaseFeature]]:
-    """The graph of reference/example-expansion.md, in its own graph."""
+    """The reference expansion graph, in its own graph."""
     with mx.FeatureGraph().use():
         video, chunk, faces = expansion_features(audio_code_version)
     return {"raw": video, "chunk": chunk, "faces": faces}
@@ -237,7 +237,7 @@ def test_expansion_golden_values() -> None:
 
 def test_default_hash_length_is_16() -> None:
     """No config at all: 16 hex chars. Parentless values (root field versions, feature code versions)
-    are prefixes of their 64-char form; everything downstream hashes *truncated* parents (SPEC §3),
+    are prefixes of their 64-char form; everything downstream hashes *truncated* parents,
     so it is not."""
     short = versioning_graph()
     assert mx.get_config().hash_length == 16
