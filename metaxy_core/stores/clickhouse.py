@@ -10,6 +10,13 @@ Layout in the store's database, per feature ``video/raw``:
   that superseded it (``__metaxy_superseded_by``).
 * ``metaxy_commits``: one row per committed write id; ``metaxy_system__<name>``: system tables.
 
+Parent markers of an expansion feature (a parent written with no children) are rows of the current
+table too, flagged by ``__metaxy_marker`` (a hash of the parent's ids, 0 for ordinary rows, part of
+the sorting key): the parent's ids and system columns are set, its children's id columns hold
+their type's default and the user columns are NULL. Being in the same table, the markers a write
+adds or removes are published by the same ``ATTACH PARTITION`` as its rows. Only the stored side of
+an expansion's resolve reads them; reads, history and downstream inputs skip them.
+
 ClickHouse has no transactions, so a write commits in this order: rows go to a staging table (a
 copy of the current table, invisible to readers), the superseded versions are copied to history
 tagged with the write id (hidden until committed), the write id is recorded in ``metaxy_commits``
@@ -22,6 +29,7 @@ named tuples (polars structs) of the stored fields, sorted.
 """
 
 import contextlib
+import re
 import threading
 import time
 import uuid
@@ -30,14 +38,17 @@ from typing import Any
 
 import narwhals as nw
 import polars as pl
+import sqlglot
+from sqlglot import exp
 
 from metaxy_core import columns as C
-from metaxy_core.errors import MetadataValidationError, StoreError
+from metaxy_core.errors import FilterError, MetadataValidationError, StoreError
 from metaxy_core.feature import BaseFeature
-from metaxy_core.filters import compile_filters
+from metaxy_core.filters import compile_filters, polars_filters
 from metaxy_core.increment import Increment
 from metaxy_core.keys import FeatureKey
 from metaxy_core.lineage import ResolvePlan, TableSchema
+from metaxy_core.schema import widened_columns
 from metaxy_core.stores._clickhouse_exec import Executor, connect, mask_dsn, parse_dsn
 from metaxy_core.stores._sql import (
     STATUS,
@@ -47,14 +58,16 @@ from metaxy_core.stores._sql import (
     diff_sql,
     expected_sql,
     q,
+    removed_fields,
     stored_sql,
 )
-from metaxy_core.stores.base import MetadataStore
+from metaxy_core.stores.base import MetadataStore, ParentCover
 
 WRITE = "__metaxy_write"
 TOMBSTONE = "__metaxy_tombstone"
 SUPERSEDED_BY = "__metaxy_superseded_by"
-HIDDEN = (WRITE, TOMBSTONE, SUPERSEDED_BY)
+MARKER = "__metaxy_marker"
+HIDDEN = (WRITE, TOMBSTONE, SUPERSEDED_BY, MARKER)
 REMOVED, HARD_DELETED = 1, 2
 """Tombstone kinds: gone from the current state (history kept) / hard-deleted (history purged)."""
 
@@ -240,6 +253,7 @@ class ClickHouseMetadataStore(MetadataStore):
     """
 
     kind = "clickhouse"
+    supports_parent_markers = True
 
     def __init__(
         self,
@@ -302,7 +316,17 @@ class ClickHouseMetadataStore(MetadataStore):
         return self.executor.rows(sql)
 
     def _frame(self, sql: str) -> pl.DataFrame:
-        frame = pl.from_arrow(self.executor.arrow(sql))
+        try:
+            table = self.executor.arrow(sql)
+        except Exception as exc:
+            if _error_code(exc) in _DATA_ERRORS:
+                # e.g. a filter's CAST that fails on a stored value: the query is sound, the data is not
+                raise StoreError(
+                    "ClickHouseMetadataStore: a stored value could not be converted or computed "
+                    f"({_reason(exc)}). Check the casts and arithmetic in the filters."
+                ) from None
+            raise
+        frame = pl.from_arrow(table)
         assert isinstance(frame, pl.DataFrame)
         return frame
 
@@ -409,10 +433,38 @@ class ClickHouseMetadataStore(MetadataStore):
 
     # -- reading the current state ------------------------------------------------------------------
     def _filtered(self, source: str, filters: Sequence[Any], schema: Mapping[str, pl.DataType]) -> str:
-        predicates = compile_filters(list(filters), dialect="clickhouse", schema=dict(schema))
+        """``source`` (a SELECT) restricted by the user's filters, rendered for ClickHouse.
+
+        A filter that parses but does not fit the column types raises a :class:`FilterError` naming
+        it. Each filter is checked on its own before anything runs: ClickHouse analyses a ``LIMIT 0``
+        query without reading rows. ClickHouse also compares a string with a number, which the
+        other stores refuse, so the filter is type-checked against the column types as well, to
+        mean the same on every store.
+        """
+        filters = list(filters)
+        predicates = [
+            _strict_casts(p) for p in compile_filters(filters, dialect="clickhouse", schema=dict(schema))
+        ]
         if not predicates:
             return source
-        return f"SELECT * FROM ({source}) AS f WHERE " + " AND ".join(f"({p})" for p in predicates)
+
+        def where(preds: Sequence[str]) -> str:
+            return f"SELECT * FROM ({source}) AS f WHERE " + " AND ".join(f"({p})" for p in preds)
+
+        for f, p in zip(filters, predicates, strict=True):
+            try:
+                self.executor.command(f"SELECT 1 FROM ({where([p])}) AS c LIMIT 0")
+            except Exception as exc:
+                if _error_code(exc) not in _ANALYSIS_ERRORS:
+                    raise
+                raise FilterError(f"Filter {f!r} does not fit the column types: {_reason(exc)}") from None
+            try:
+                polars_filters([f], schema)
+            except FilterError as exc:
+                if "does not fit the column types" in str(exc):
+                    raise FilterError(str(exc).splitlines()[0]) from None
+                # a construct only the SQL engines take: ClickHouse has checked it above
+        return where(predicates)
 
     def _current_source(
         self,
@@ -421,10 +473,15 @@ class ClickHouseMetadataStore(MetadataStore):
         filters: Sequence[Any] = (),
         *,
         include_deleted: bool = False,
+        markers: bool = False,
     ) -> str:
-        """Current rows of ``table`` (newest committed version per sample, tombstones skipped)."""
+        """Current rows of ``table`` (newest committed version per sample, tombstones skipped).
+
+        ``markers``: parent markers too (the stored side of an expansion's resolve only).
+        """
         columns = list(self._columns(table))
-        where = f"{TOMBSTONE} = 0" + ("" if include_deleted else f" AND {q(C.DELETED_AT)} IS NULL")
+        live = f"{TOMBSTONE} = 0" if markers else _live(columns)
+        where = live + ("" if include_deleted else f" AND {q(C.DELETED_AT)} IS NULL")
         source = f"SELECT {', '.join(self._projection(columns))} FROM {self._t(table)} FINAL WHERE {where}"
         return self._filtered(source, filters, schema.dtypes)
 
@@ -468,24 +525,24 @@ class ClickHouseMetadataStore(MetadataStore):
                 )
             stored = None
             if target_schema is not None:
-                stored = stored_sql(
-                    d, plan, self._current_source(plan.table, target_schema, filters), target_schema
-                )
+                # an expansion's parents without children count through their markers
+                expansion = plan.key_columns != plan.target_ids
+                source = self._current_source(plan.table, target_schema, filters, markers=expansion)
+                stored = stored_sql(d, plan, source, target_schema)
             if expected is None:
                 return self._orphans_only(plan, stored, lazy)
-            diff = diff_sql(d, plan, expected, stored, carried)
+            diff = diff_sql(d, plan, expected, stored, carried, removed_fields(plan, target_schema))
             return self._split(plan, self._frame(diff), carried, lazy)
         finally:
             if temp is not None:
                 self._run(f"DROP TABLE IF EXISTS {self._t(temp)}")
 
-    def _upload(self, frame: pl.DataFrame) -> str:
+    def _upload(self, frame: pl.DataFrame, where: str = "resolve_update(samples=...)") -> str:
         """``frame`` as a temporary table (ClickHouse reads it like any table; dropped after use)."""
         name = f"{TEMP_PREFIX}{new_write_id()}_{uuid.uuid4().hex[:8]}"
         frame = _naive_datetimes(frame)
         cols = ", ".join(
-            f"{q(c)} {ch_type(t, nullable=True, column=c, where='resolve_update(samples=...)')}"
-            for c, t in frame.schema.items()
+            f"{q(c)} {ch_type(t, nullable=True, column=c, where=where)}" for c, t in frame.schema.items()
         )
         self._run(f"CREATE TABLE {self._t(name)} ({cols}) ENGINE = Memory")
         try:
@@ -534,12 +591,102 @@ class ClickHouseMetadataStore(MetadataStore):
         return Increment(*(nw.from_native(p.lazy() if lazy else p) for p in parts))
 
     # -- write ------------------------------------------------------------------------------------
-    def _write(self, cls: type[BaseFeature], frame: pl.DataFrame, replace_key: tuple[str, ...]) -> None:
-        table = cls.spec.key.table_name
+    def _write(
+        self,
+        cls: type[BaseFeature],
+        frame: pl.DataFrame,
+        replace_key: tuple[str, ...],
+        parents: ParentCover | None = None,
+    ) -> None:
+        key = cls.spec.key
+        table = key.table_name
         ids = list(cls.spec.id_columns)
         write = new_write_id()
-        where = f"write({cls.spec.key})"
+        where = f"write({key})"
+        expansion = tuple(replace_key) != tuple(ids)
         flat = _naive_datetimes(self._flatten(frame, write))
+        markers = None
+        if parents is not None and parents.empty.height:
+            markers = _naive_datetimes(self._flatten(parents.empty, write))
+        wanted = self._column_types(flat, ids, where)
+        if markers is not None:
+            wanted |= {c: t for c, t in self._column_types(markers, ids, where).items() if c not in wanted}
+        first = not self._table_exists(table)
+        if first:
+            # the current table appears, rows and all, when the staging table is renamed to it; a
+            # history table without one is what a first write killed before publishing left behind
+            self._run(f"DROP TABLE IF EXISTS {self._t(HISTORY_PREFIX + table)}")
+            self._create_history(table, ids, wanted)
+        elif expansion and MARKER not in self._columns(table):
+            self._add_marker_column(table)
+        stored = {} if first else self._columns(table)
+        added = {} if first else {c: t for c, t in wanted.items() if c not in stored}
+        widened: dict[str, str] = {}
+        if not first:
+            schema = self._schema(key)
+            assert schema is not None
+            for c, dtype in widened_columns(dict(frame.schema), dict(schema.dtypes)).items():
+                widened[c] = ch_type(dtype, nullable=c not in ids, column=c, where=where)
+        uploaded = self._upload(markers, where) if markers is not None else None
+
+        def stage_rows(stage: str) -> None:
+            for c, t in added.items():
+                self._run(f"ALTER TABLE {self._t(stage)} ADD COLUMN {q(c)} {t}")
+            for c, t in widened.items():
+                self._run(f"ALTER TABLE {self._t(stage)} MODIFY COLUMN {q(c)} {t}")
+            try:
+                if flat.height:
+                    self.executor.insert(self._t(stage), flat.to_arrow())
+                if uploaded is not None:
+                    assert markers is not None
+                    names = [c for c in markers.columns]
+                    self._run(
+                        f"INSERT INTO {self._t(stage)} ({self._cols(names)}, {MARKER}) SELECT {self._cols(names)}, "
+                        f"{_marker_key(replace_key)} FROM {self._t(uploaded)}"
+                    )
+            except Exception as exc:
+                raise MetadataValidationError(
+                    f"{where}: ClickHouse rejected the rows ({_first_line(exc)}). Convert the columns to the "
+                    "stored types; nothing was written."
+                ) from exc
+            if first or not expansion:
+                return
+            covered = f"{_tuple(replace_key)} IN (SELECT {_tuple(replace_key)} FROM {self._t(stage)})"
+            # every covered parent's children that the new rows no longer have leave the current state
+            self._run(
+                f"INSERT INTO {self._t(stage)} ({self._cols(stored)}) SELECT "
+                f"{self._cols(stored, {WRITE: str(write), TOMBSTONE: str(REMOVED)})} "
+                f"FROM {self._t(table)} FINAL WHERE {TOMBSTONE} = 0 AND {MARKER} = 0 AND {covered} "
+                f"AND {_tuple(ids)} NOT IN (SELECT {_tuple(ids)} FROM {self._t(stage)} WHERE {MARKER} = 0)"
+            )
+            # and so do their markers, unless the parent is still without children
+            self._run(
+                f"INSERT INTO {self._t(stage)} ({self._cols(stored)}) SELECT "
+                f"{self._cols(stored, {WRITE: str(write), TOMBSTONE: str(REMOVED)})} "
+                f"FROM {self._t(table)} FINAL WHERE {TOMBSTONE} = 0 AND {MARKER} != 0 AND {covered} "
+                f"AND {MARKER} NOT IN (SELECT {MARKER} FROM {self._t(stage)} WHERE {MARKER} != 0)"
+            )
+
+        try:
+            self._commit(
+                table,
+                write,
+                stage_rows,
+                history_key=None if first else replace_key,
+                evolve=added,
+                widen=widened,
+                create=(ids, wanted) if first else None,
+            )
+        except BaseException:
+            if first:
+                self._run(f"DROP TABLE IF EXISTS {self._t(HISTORY_PREFIX + table)}")
+            raise
+        finally:
+            if uploaded is not None:
+                self._run(f"DROP TABLE IF EXISTS {self._t(uploaded)}")
+
+    def _column_types(self, flat: pl.DataFrame, ids: Sequence[str], where: str) -> dict[str, str]:
+        """The stored type of each column of a flattened frame, hidden columns included."""
         wanted = {
             c: ch_type(t, nullable=c not in ids, column=c, where=where)
             if not c.startswith(f"{C.PROVENANCE_BY_FIELD}__")
@@ -549,49 +696,19 @@ class ClickHouseMetadataStore(MetadataStore):
         }
         for c in (C.CREATED_AT, C.UPDATED_AT, C.DELETED_AT):
             wanted[c] = f"Nullable({TIMESTAMP})"
-        wanted[WRITE], wanted[TOMBSTONE] = "UInt64", "UInt8"
-        first = not self._table_exists(table)
-        if first:
-            # the current table appears, rows and all, when the staging table is renamed to it; a
-            # history table without one is what a first write killed before publishing left behind
-            self._run(f"DROP TABLE IF EXISTS {self._t(HISTORY_PREFIX + table)}")
-            self._create_history(table, ids, wanted)
-        stored = {} if first else self._columns(table)
-        added = {} if first else {c: t for c, t in wanted.items() if c not in stored}
+        wanted[WRITE], wanted[TOMBSTONE], wanted[MARKER] = "UInt64", "UInt8", "UInt64"
+        return wanted
 
-        def stage_rows(stage: str) -> None:
-            for c, t in added.items():
-                self._run(f"ALTER TABLE {self._t(stage)} ADD COLUMN {q(c)} {t}")
-            try:
-                self.executor.insert(self._t(stage), flat.to_arrow())
-            except Exception as exc:
-                raise MetadataValidationError(
-                    f"{where}: ClickHouse rejected the rows ({_first_line(exc)}). Convert the columns to the "
-                    "stored types; nothing was written."
-                ) from exc
-            if not first and tuple(replace_key) != tuple(ids):
-                # expansion: children of a rewritten parent that the new rows no longer have leave the current state
-                self._run(
-                    f"INSERT INTO {self._t(stage)} ({self._cols(stored)}) SELECT "
-                    f"{self._cols(stored, {WRITE: str(write), TOMBSTONE: str(REMOVED)})} "
-                    f"FROM {self._t(table)} FINAL WHERE {TOMBSTONE} = 0 "
-                    f"AND {_tuple(replace_key)} IN (SELECT {_tuple(replace_key)} FROM {self._t(stage)}) "
-                    f"AND {_tuple(ids)} NOT IN (SELECT {_tuple(ids)} FROM {self._t(stage)})"
-                )
-
-        try:
-            self._commit(
-                table,
-                write,
-                stage_rows,
-                history_key=None if first else replace_key,
-                evolve=added,
-                create=(ids, wanted) if first else None,
-            )
-        except BaseException:
-            if first:
-                self._run(f"DROP TABLE IF EXISTS {self._t(HISTORY_PREFIX + table)}")
-            raise
+    def _add_marker_column(self, table: str) -> None:
+        """Give a table from before parent markers its marker column (the last part of its sorting key)."""
+        sorting = self._rows(
+            f"SELECT sorting_key FROM system.tables WHERE database = {chlit(self.database)} AND name = {chlit(table)}"
+        )[0][0]
+        self._run(
+            f"ALTER TABLE {self._t(table)} ADD COLUMN IF NOT EXISTS {MARKER} UInt64, "
+            f"MODIFY ORDER BY ({sorting}, {MARKER})"
+        )
+        self._run(f"ALTER TABLE {self._t(HISTORY_PREFIX + table)} ADD COLUMN IF NOT EXISTS {MARKER} UInt64")
 
     def _flatten(self, frame: pl.DataFrame, write: int, tombstone: int = 0) -> pl.DataFrame:
         exprs: list[pl.Expr] = []
@@ -611,7 +728,7 @@ class ClickHouseMetadataStore(MetadataStore):
 
     def _create_current(self, name: str, ids: Sequence[str], types: Mapping[str, str]) -> None:
         cols = ", ".join(f"{q(c)} {t}" for c, t in types.items())
-        order = ", ".join(q(c) for c in ids)
+        order = ", ".join(q(c) for c in [*ids, MARKER])
         self._run(
             f"CREATE TABLE {self._t(name)} ({cols}) ENGINE = ReplacingMergeTree({WRITE}) ORDER BY ({order})"
         )
@@ -637,12 +754,15 @@ class ClickHouseMetadataStore(MetadataStore):
         *,
         history_key: Sequence[str] | None,
         evolve: Mapping[str, str] | None = None,
+        widen: Mapping[str, str] | None = None,
         create: tuple[Sequence[str], Mapping[str, str]] | None = None,
     ) -> int:
         """Stage rows, copy what they supersede to history, record the commit, publish atomically.
 
         ``stage_rows(stage)`` fills the staging table (a copy of the current table, or a new table
-        with ``create = (id columns, column types)`` for a feature's first write). Returns the number
+        with ``create = (id columns, column types)`` for a feature's first write). ``evolve``: columns
+        to add, ``widen``: columns whose type widens losslessly (name -> type), in the current and
+        history tables (``stage_rows`` does the same to the staging table). Returns the number
         of staged rows. Readers see the old state until the single ``ATTACH PARTITION`` (or, for a
         first write, ``RENAME TABLE``) that publishes them.
         """
@@ -664,12 +784,16 @@ class ClickHouseMetadataStore(MetadataStore):
                 self._run(
                     f"INSERT INTO {self._t(history)} ({self._cols(current_cols)}, {SUPERSEDED_BY}) "
                     f"SELECT {self._cols(current_cols)}, {write} FROM {self._t(table)} FINAL "
-                    f"WHERE {TOMBSTONE} = 0 AND {_tuple(history_key)} IN "
+                    f"WHERE {_live(current_cols)} AND {_tuple(history_key)} IN "
                     f"(SELECT {_tuple(history_key)} FROM {self._t(stage)})"
                 )
             for c, t in (evolve or {}).items():
                 for target in (table, history):
                     self._run(f"ALTER TABLE {self._t(target)} ADD COLUMN IF NOT EXISTS {q(c)} {t}")
+            # stored values convert losslessly; the published parts must have the staging table's types
+            for c, t in (widen or {}).items():
+                for target in (table, history):
+                    self._run(f"ALTER TABLE {self._t(target)} MODIFY COLUMN {q(c)} {t}")
             self._run(f"INSERT INTO {self._t(COMMITS)} VALUES ({write}, {chlit(table)}, now64(6, 'UTC'))")
             committed = True
             self._publish(stage, table, first=create is not None)
@@ -729,6 +853,76 @@ class ClickHouseMetadataStore(MetadataStore):
             else:
                 self._abandon(table, write)
 
+    # -- schema changes ---------------------------------------------------------------------------
+    def _alter_column(self, cls: type[BaseFeature], column: str, dtype: pl.DataType) -> int:
+        key = cls.spec.key
+        table = key.table_name
+        where = f"alter_column_type({key}, {column!r})"
+        target = ch_type(dtype, nullable=column not in cls.spec.id_columns, column=column, where=where)
+        plain = ch_type(dtype, nullable=False, column=column, where=where)
+        tables = [t for t in (table, HISTORY_PREFIX + table) if column in self._columns(t)]
+        # ClickHouse converts in a mutation that may fail half-way: check every stored value first
+        for name in tables:
+            try:
+                bad = self._rows(
+                    f"SELECT count(), any({q(column)}) FROM {self._t(name)} WHERE {q(column)} IS NOT NULL "
+                    f"AND accurateCastOrNull({q(column)}, {chlit(plain)}) IS NULL"
+                )[0]
+            except Exception as exc:
+                raise MetadataValidationError(
+                    f"{where}: ClickHouse cannot convert '{column}' to {dtype} ({_reason(exc)}); nothing changed."
+                ) from None
+            if bad[0]:
+                raise MetadataValidationError(
+                    f"{where}: {bad[0]} stored value(s) of '{column}' do not convert to {dtype} (e.g. {bad[1]!r}); "
+                    "fix or delete those rows first. Nothing changed."
+                )
+        for name in tables:
+            self._run(f"ALTER TABLE {self._t(name)} MODIFY COLUMN {q(column)} {target}")
+        return self._live_count(table)
+
+    def _add_id_column(self, cls: type[BaseFeature], column: str, dtype: pl.DataType, default: Any) -> int:
+        key = cls.spec.key
+        table = key.table_name
+        where = f"add_id_column({key}, {column!r})"
+        ctype = ch_type(dtype, nullable=False, column=column, where=where)
+        value = f"CAST({chlit(str(default))} AS {ctype})"
+        try:
+            self._rows(f"SELECT {value}")
+        except Exception as exc:
+            raise MetadataValidationError(
+                f"{where}: the default {default!r} does not convert to {dtype} ({_reason(exc)}); nothing changed."
+            ) from None
+        # An id column belongs in the sorting key (the key that picks a sample's newest version), and
+        # ClickHouse only extends a key with a column added in the same statement, without a default:
+        # the current table is rebuilt with the column and swapped in at once.
+        rebuilt = f"{TEMP_PREFIX}{new_write_id()}_{uuid.uuid4().hex[:8]}"
+        sorting = self._rows(
+            f"SELECT sorting_key FROM system.tables WHERE database = {chlit(self.database)} AND name = {chlit(table)}"
+        )[0][0]
+        names = list(self._columns(table))
+        try:
+            self._run(f"CREATE TABLE {self._t(rebuilt)} AS {self._t(table)}")
+            self._run(
+                f"ALTER TABLE {self._t(rebuilt)} ADD COLUMN {q(column)} {ctype}, "
+                f"MODIFY ORDER BY ({sorting}, {q(column)})"
+            )
+            self._run(
+                f"INSERT INTO {self._t(rebuilt)} ({self._cols(names)}, {q(column)}) "
+                f"SELECT {self._cols(names)}, {value} FROM {self._t(table)}"
+            )
+            self._run(f"EXCHANGE TABLES {self._t(rebuilt)} AND {self._t(table)}")
+        finally:
+            self._run(f"DROP TABLE IF EXISTS {self._t(rebuilt)}")
+        self._run(
+            f"ALTER TABLE {self._t(HISTORY_PREFIX + table)} ADD COLUMN {q(column)} {ctype} DEFAULT {value}"
+        )
+        return self._live_count(table)
+
+    def _live_count(self, table: str) -> int:
+        columns = list(self._columns(table))
+        return int(self._rows(f"SELECT count() FROM {self._t(table)} FINAL WHERE {_live(columns)}")[0][0])
+
     # -- read / delete ----------------------------------------------------------------------------
     def _read(
         self,
@@ -763,7 +957,9 @@ class ClickHouseMetadataStore(MetadataStore):
         ids = list(cls.spec.id_columns)
         columns = list(self._columns(table))
         projection = self._projection(columns)
-        current = f"SELECT {', '.join(projection)}, {WRITE} FROM {self._t(table)} FINAL WHERE {TOMBSTONE} = 0"
+        current = (
+            f"SELECT {', '.join(projection)}, {WRITE} FROM {self._t(table)} FINAL WHERE {_live(columns)}"
+        )
         past = (
             f"SELECT {', '.join(projection)}, {WRITE} FROM {self._t(HISTORY_PREFIX + table)} "
             f"WHERE {SUPERSEDED_BY} IN (SELECT {WRITE} FROM {self._t(COMMITS)})"
@@ -794,7 +990,7 @@ class ClickHouseMetadataStore(MetadataStore):
             }
         else:
             stamped = {WRITE: str(write), TOMBSTONE: str(HARD_DELETED)}
-        state = f"{TOMBSTONE} = 0" + (f" AND {q(C.DELETED_AT)} IS NULL" if soft else "")
+        state = _live(stored) + (f" AND {q(C.DELETED_AT)} IS NULL" if soft else "")
 
         def stage_rows(stage: str) -> None:
             self._run(
@@ -810,6 +1006,101 @@ class ClickHouseMetadataStore(MetadataStore):
                 f"(SELECT {_tuple(ids)} FROM {self._t(table)} WHERE {WRITE} = {write})"
             )
         return count
+
+
+def _strict_casts(predicate: str) -> str:
+    """A rendered filter whose casts fail on a value that does not convert, as in the other stores.
+
+    ClickHouse turns such a value into NULL when casting to ``Nullable(T)`` or casting a
+    ``Nullable`` column, silently dropping rows; ``CAST(x AS T)`` is strict only on a value that
+    is not NULL, so NULLs are kept apart: ``if(x IS NULL, NULL, CAST(assumeNotNull(x) AS T))``.
+    """
+    tree = sqlglot.parse_one(predicate, dialect="clickhouse")
+
+    # innermost first, so an outer cast wraps the already strict inner one
+    casts = [c for c in tree.find_all(exp.Cast) if type(c) is exp.Cast and not c.to.expressions]
+    for node in sorted(casts, key=lambda c: c.depth, reverse=True):
+        to = node.to.copy()
+        to.set("nullable", False)
+        value = node.this
+        cast = exp.Cast(this=exp.Anonymous(this="assumeNotNull", expressions=[value.copy()]), to=to)
+        strict = exp.If(this=exp.Is(this=value.copy(), expression=exp.Null()), true=exp.Null(), false=cast)
+        if node is tree:
+            tree = strict
+        else:
+            node.replace(strict)
+    return tree.sql(dialect="clickhouse")
+
+
+def _marker_key(on: Sequence[str]) -> str:
+    """A parent marker's key: a hash of the parent's ids, never 0 (the key of ordinary rows)."""
+    return "bitOr(cityHash64(" + ", ".join(f"toString({q(c)})" for c in on) + "), 1)"
+
+
+def _live(columns: Sequence[str]) -> str:
+    """Rows of the current state: no tombstones, no parent markers (tables from before markers lack the column)."""
+    return f"{TOMBSTONE} = 0" + (f" AND {MARKER} = 0" if MARKER in columns else "")
+
+
+_ANALYSIS_ERRORS = frozenset(
+    {
+        "ILLEGAL_TYPE_OF_ARGUMENT",
+        "NO_COMMON_TYPE",
+        "TYPE_MISMATCH",
+        "CANNOT_CONVERT_TYPE",
+        "ILLEGAL_COLUMN",
+        "NUMBER_OF_ARGUMENTS_DOESNT_MATCH",
+        "UNKNOWN_FUNCTION",
+        "UNKNOWN_IDENTIFIER",
+        "CANNOT_PARSE_TEXT",
+        "CANNOT_PARSE_NUMBER",
+        "ILLEGAL_DIVISION",
+    }
+)
+"""ClickHouse errors that a query's analysis raises when an expression does not fit its inputs."""
+_DATA_ERRORS = frozenset(
+    {
+        "CANNOT_PARSE_TEXT",
+        "CANNOT_PARSE_NUMBER",
+        "CANNOT_PARSE_INPUT_ASSERTION_FAILED",
+        "CANNOT_CONVERT_TYPE",
+        "ILLEGAL_DIVISION",
+        "VALUE_IS_OUT_OF_RANGE_OF_DATA_TYPE",
+        "CANNOT_PARSE_DATE",
+        "CANNOT_PARSE_DATETIME",
+    }
+)
+"""ClickHouse errors raised by a stored value, not by the query."""
+
+
+def _error_code(exc: BaseException) -> str | None:
+    """The ClickHouse error name (``ILLEGAL_TYPE_OF_ARGUMENT``) an exception's message ends with."""
+    found = re.search(
+        r"\(([A-Z][A-Z_]+)\)\s*(?:\(version [^)]*\))?\s*$",
+        str(exc).strip().splitlines()[0] if str(exc).strip() else "",
+    )
+    if found:
+        return found.group(1)
+    found = re.search(r"\(([A-Z][A-Z_]{3,})\)", str(exc))
+    return found.group(1) if found else None
+
+
+def _reason(exc: BaseException) -> str:
+    """ClickHouse's message on one line, without the echoed query or pipeline details."""
+    text = " ".join(str(exc).split())
+    text = re.sub(r"^.*?DB::Exception: ", "", text)
+    for marker in (
+        ": In scope ",
+        ": while executing ",
+        ": While executing ",
+        ": While processing ",
+        " Note: ",
+    ):
+        cut = text.find(marker)
+        if cut >= 0:
+            text = text[:cut]
+    text = re.sub(r"\s*\([A-Z][A-Z_]+\)\s*(\(version [^)]*\))?\s*$", "", text)
+    return text[:300]
 
 
 def _tuple(columns: Sequence[str]) -> str:

@@ -480,3 +480,61 @@ def test_chdb_lock_timeout_names_the_path(tmp_path: Path) -> None:
     finally:
         holder.kill()
         holder.wait(timeout=60)
+
+
+# -- parent markers, filters ------------------------------------------------------------------------
+def test_parent_markers_are_published_with_the_rows(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Markers live in the current table: a write failing at the attach changes neither rows nor markers."""
+    from tests.engine.test_expansion_parents import _chunks, _ingest, _todo
+    from tests.graphs import expansion_features
+
+    video, chunk, _ = expansion_features()
+    store = _store(tmp_path)
+    with store:
+        _ingest(store, video, {"a": "1", "b": "1", "c": "1"})
+        todo = _todo(store.resolve_update(chunk))
+        store.write(chunk, _chunks(todo, {"a": 2, "b": 1}), parents=todo)  # "c" has no chunks
+        _ingest(store, video, {"a": "1", "b": "2", "c": "2"})
+        todo = _todo(store.resolve_update(chunk))
+        before = store.read(chunk).to_polars().sort("video_chunk_id")
+        executor = store.executor
+        real_command = executor.command
+
+        def command(sql: str) -> None:
+            if "ATTACH PARTITION" in sql:
+                raise _FailingInsert("failure at attach")
+            real_command(sql)
+
+        monkeypatch.setattr(executor, "command", command)
+        with pytest.raises(mx.MetaxyError):  # "b" loses its chunk, "c" gains two
+            store.write(chunk, _chunks(todo, {"c": 2}), parents=todo)
+        monkeypatch.undo()
+        assert store.resolve_update(chunk).counts() == {"new": 0, "stale": 2, "orphaned": 0}
+        assert store.read(chunk).to_polars().sort("video_chunk_id").equals(before)
+        store.write(chunk, _chunks(todo, {"c": 2}), parents=todo)
+        assert store.resolve_update(chunk).counts() == {"new": 0, "stale": 0, "orphaned": 0}
+        assert sorted(store.read(chunk).to_polars()["video_chunk_id"]) == ["a_0", "a_1", "c_0", "c_1"]
+        # markers never reach reads or history
+        history = store.read(chunk, history=True).to_polars()
+        assert "" not in history["video_chunk_id"].to_list()
+
+
+def test_filter_casts_are_strict_and_keep_nulls(tmp_path: Path) -> None:
+    """ClickHouse casts to Nullable(T) turn bad values into NULL; metaxy's filter casts fail instead."""
+
+    class Tagged(mx.Feature, spec=mx.FeatureSpec(key="ch/tagged", fields=["a"])):
+        tag: str | None = None
+
+    rows = pl.DataFrame({"sample_uid": ["1", "2", "3"], "tag": ["1", None, "2"]}).with_columns(
+        pl.struct(a=pl.col("sample_uid")).alias(C.PROVENANCE_BY_FIELD)
+    )
+    store = _store(tmp_path)
+    with store:
+        store.write(Tagged, rows)
+        assert store.read(Tagged, filters="CAST(tag AS INT) = 1").to_polars()["sample_uid"].to_list() == ["1"]
+        assert store.read(Tagged, filters="CAST(tag AS INT) IS NULL").to_polars()["sample_uid"].to_list() == [
+            "2"
+        ]
+        store.write(Tagged, rows.head(1).with_columns(tag=pl.lit("x")))
+        with pytest.raises(mx.StoreError, match="could not be converted"):
+            store.read(Tagged, filters="CAST(tag AS INT) = 1")
