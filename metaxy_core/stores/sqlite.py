@@ -26,6 +26,7 @@ in polars too, through the same checked translation as the in-memory store. ADBC
 Python's ``sqlite3`` is the fallback.
 """
 
+import contextlib
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -131,12 +132,33 @@ class SQLiteMetadataStore(MetadataStore):
         self._in_transaction = True
         try:
             yield
-        except BaseException:
-            self._in_transaction = False
-            self._run("ROLLBACK")
+            self._run("COMMIT")  # inside the try: a commit that fails (e.g. disk full) rolls back too
+        except BaseException as exc:
+            # After some errors (disk full, I/O) SQLite has already rolled back, and ROLLBACK itself
+            # fails; the original error is the one to report.
+            with contextlib.suppress(Exception):
+                self._run("ROLLBACK")
+            full = self._out_of_space(exc)
+            if full is not None:
+                raise full from exc
             raise
-        self._in_transaction = False
-        self._run("COMMIT")
+        finally:
+            self._in_transaction = False
+
+    @staticmethod
+    def _out_of_space(exc: BaseException) -> OSError | None:
+        """SQLite says "disk I/O error" when the disk fills up or the file may not grow: say so.
+
+        An OSError, not a metaxy error, so the store boundary still names the operation that failed.
+        """
+        text = str(exc).splitlines()[0] if str(exc) else ""
+        if "disk i/o error" in text.lower() or "disk is full" in text.lower():
+            return OSError(
+                f"SQLite could not write the database file ({text.strip()}): no space left on the disk, or the "
+                "file may not grow (a file size limit). The transaction was rolled back and earlier data is "
+                "unchanged; free space and retry."
+            )
+        return None
 
     # -- schema registry --------------------------------------------------------------------------
     def _logical(self, table: str) -> dict[str, pl.DataType] | None:
@@ -238,7 +260,8 @@ class SQLiteMetadataStore(MetadataStore):
                 self._run(f"CREATE INDEX temp.{q(name + '_k')} ON {q(name)} ({cols})")
             yield f"temp.{q(name)}"
         finally:
-            self._run(f"DROP TABLE temp.{q(name)}")
+            # IF EXISTS: after a failed write (e.g. disk full) SQLite may have rolled the table back already
+            self._run(f"DROP TABLE IF EXISTS temp.{q(name)}")
 
     def _insert(self, table: str, frame: pl.DataFrame) -> None:
         """Append ``frame`` (logical form) to ``table``; columns it lacks stay NULL."""
