@@ -423,7 +423,7 @@ def run_store(kind: str, n: int, repeat: int, rewrites: int, workdir: Path, thre
 
 # -- report -----------------------------------------------------------------------------------------------
 def render(results: list[dict[str, Any]], header: str) -> str:
-    lines = [header, ""]
+    lines = [header, "", render_summary(results)]
     for result in results:
         status = "" if result["done"] else " (did not finish: partial)"
         lines += [
@@ -447,6 +447,38 @@ def render(results: list[dict[str, Any]], header: str) -> str:
             lines.append(f"- error: {result['error']}")
         lines.append("")
     return "\n".join(lines)
+
+
+def render_summary(results: list[dict[str, Any]]) -> str:
+    """One table across stores: each step's seconds, floor seconds and ratio (largest N per store)."""
+    latest: dict[str, dict[str, Any]] = {}
+    for result in results:
+        if result["rows"]:
+            latest[result["store"]] = result
+    if not latest:
+        return ""
+    steps: list[str] = []
+    for result in latest.values():
+        steps += [r["step"] for r in result["rows"] if r["step"] not in steps]
+    names = list(latest)
+    lines = [
+        "| step | " + " | ".join(f"{s} (N={latest[s]['n']:,}): s / floor s / ratio" for s in names) + " |",
+        "|---|" + "---:|" * len(names),
+    ]
+    for step in steps:
+        cells = []
+        for name in names:
+            row = next((r for r in latest[name]["rows"] if r["step"] == step), None)
+            if row is None:
+                cells.append("")
+            elif row["floor"]:
+                cells.append(
+                    f"{row['seconds']:.2f} / {row['floor']:.2f} / {row['seconds'] / row['floor']:.2f}x"
+                )
+            else:
+                cells.append(f"{row['seconds']:.2f}")
+        lines.append(f"| {step} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
 
 
 def environment(threads: int, repeat: int, rewrites: int) -> str:
@@ -475,6 +507,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--out", type=Path, help="also write the markdown here (and the raw results as .json)"
     )
+    parser.add_argument("--render", type=Path, help="only re-render the markdown of an earlier run's .json")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--n", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--json", type=Path, help=argparse.SUPPRESS)
@@ -483,6 +516,14 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.worker:
         run_store(args.worker, args.n, args.repeat, args.rewrites, args.workdir, args.threads, args.json)
+        return 0
+
+    if args.render:
+        header = f"## Stores vs their floors (re-rendered from {args.render.name})"
+        text = render(json.loads(args.render.read_text()), header)
+        if args.out:
+            args.out.write_text(text)
+        print(text)
         return 0
 
     env = {**os.environ, "POLARS_MAX_THREADS": str(args.threads)}
