@@ -206,3 +206,43 @@ def pin_cpus(threads: int) -> Callable[[], None] | None:
         return None
     chosen = set(cpus[:threads])
     return lambda: os.sched_setaffinity(0, chosen)
+
+
+# -- the polars floor (SQLite has no sha256: read the columns, hash and join in polars) -------------------
+CROP_FIELDS = ("audio", "frames")
+
+
+def polars_expected(up: Any, hash_length: int = 16) -> Any:
+    """Expected crop provenance from video rows: a LazyFrame of ``sample_uid``, ``dv__<field>`` (the
+    video data version per field) -> ``sample_uid``, ``p__<field>``, ``prov``."""
+    import polars as pl
+    import polars_hash  # noqa: F401  (registers .chash)
+
+    def h(parts: list[Any]) -> Any:
+        exprs = [pl.lit(p) if isinstance(p, str) else p.fill_null("") for p in parts]
+        return pl.concat_str(exprs, separator="|").chash.sha2_256().str.slice(0, hash_length)
+
+    per_field = [
+        h([f"example/crop.{f}", "1", f"example/video.{f}", pl.col(f"dv__{f}")]).alias(f"p__{f}")
+        for f in CROP_FIELDS
+    ]
+    sample: list[Any] = []
+    for f in CROP_FIELDS:
+        sample += [f, pl.col(f"p__{f}")]
+    return up.select("sample_uid", *per_field).with_columns(h(sample).alias("prov"))
+
+
+def polars_floor_counts(up: Any, stored: Any, hash_length: int = 16) -> dict[str, int]:
+    """New / stale / orphaned counts: ``polars_expected(up)`` full-joined with ``stored`` (LazyFrame of
+    ``sample_uid``, ``s_prov``)."""
+    import polars as pl
+
+    e = polars_expected(up, hash_length).with_columns(pl.lit(True).alias("in_e"))
+    s = stored.with_columns(pl.lit(True).alias("in_s"))
+    j = e.join(s, on="sample_uid", how="full", coalesce=True)
+    out = j.select(
+        pl.col("in_s").is_null().sum().alias("new"),
+        (pl.col("in_e") & pl.col("in_s") & pl.col("prov").ne_missing(pl.col("s_prov"))).sum().alias("stale"),
+        pl.col("in_e").is_null().sum().alias("orphaned"),
+    ).collect()
+    return {k: int(v) for k, v in out.row(0, named=True).items()}

@@ -40,18 +40,20 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_common import (
     CHANGE_FRACTION,
+    CROP_FIELDS,
     change_audio,
     define_features,
     make_samples,
     measure,
     measure_many,
     pin_cpus,
+    polars_floor_counts,
     process_peak_mb,
 )
 
 STORES = ("duckdb", "sqlite", "postgres", "clickhouse")
 HASH_LENGTH = 16
-FIELDS = ("audio", "frames")
+FIELDS = CROP_FIELDS
 Counts = dict[str, int]
 
 
@@ -132,9 +134,8 @@ def clickhouse_floor_sql(database: str, stored: str | None) -> str:
 
 
 def sqlite_floor(con: Any, stored: str | None) -> tuple[int, int, int]:
-    """SQLite has no sha256: Arrow read of the needed columns, polars-hash, polars full join."""
+    """SQLite has no sha256: Arrow read (ADBC) of the needed columns, polars-hash, polars full join."""
     import polars as pl
-    import polars_hash  # noqa: F401  (registers .chash)
 
     def read(sql: str) -> pl.DataFrame:
         with con.cursor() as cur:
@@ -143,37 +144,19 @@ def sqlite_floor(con: Any, stored: str | None) -> tuple[int, int, int]:
         assert isinstance(frame, pl.DataFrame)
         return frame
 
-    def h(parts: list[pl.Expr]) -> pl.Expr:
-        return pl.concat_str(parts, separator="|").chash.sha2_256().str.slice(0, HASH_LENGTH)
-
     dv = ", ".join(
-        f'coalesce("metaxy_data_version_by_field.{f}", "metaxy_provenance_by_field.{f}") AS dv_{f}'
+        f'coalesce("metaxy_data_version_by_field.{f}", "metaxy_provenance_by_field.{f}") AS dv__{f}'
         for f in FIELDS
     )
     up = read(f"SELECT sample_uid, {dv} FROM example__video WHERE metaxy_deleted_at IS NULL").lazy()
-    per_field = [
-        h([pl.lit(f"example/crop.{f}"), pl.lit("1"), pl.lit(f"example/video.{f}"), pl.col(f"dv_{f}")]).alias(
-            f"p_{f}"
-        )
-        for f in FIELDS
-    ]
-    sample: list[pl.Expr] = []
-    for f in FIELDS:
-        sample += [pl.lit(f), pl.col(f"p_{f}")]
-    expected = up.select("sample_uid", *per_field).select("sample_uid", h(sample).alias("prov"), e_in=True)
     if stored:
         stored_f = read(
             f"SELECT sample_uid, metaxy_provenance AS s_prov FROM {stored} WHERE metaxy_deleted_at IS NULL"
         ).lazy()
     else:
         stored_f = pl.LazyFrame(schema={"sample_uid": pl.String, "s_prov": pl.String})
-    joined = expected.join(stored_f.with_columns(s_in=True), on="sample_uid", how="full", coalesce=True)
-    row = joined.select(
-        new=pl.col("s_in").is_null().sum(),
-        stale=(pl.col("e_in") & pl.col("s_in") & pl.col("prov").ne_missing(pl.col("s_prov"))).sum(),
-        orphaned=pl.col("e_in").is_null().sum(),
-    ).collect()
-    return tuple(int(x) for x in row.row(0))  # type: ignore[return-value]
+    counts = polars_floor_counts(up, stored_f, HASH_LENGTH)
+    return counts["new"], counts["stale"], counts["orphaned"]
 
 
 # -- PostgreSQL server CPU ------------------------------------------------------------------------------
