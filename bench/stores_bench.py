@@ -303,7 +303,6 @@ def run_store(kind: str, n: int, repeat: int, rewrites: int, workdir: Path, thre
             server_cpu.setdefault(id(fn), []).append(bench.server_cpu() - before)
             return result
 
-        run.__name__ = str(id(fn))
         return run
 
     server_cpu: dict[int, list[float]] = {}
@@ -511,6 +510,7 @@ def main(argv: list[str] | None = None) -> int:
 
     env = {**os.environ, "POLARS_MAX_THREADS": str(args.threads)}
     results: list[dict[str, Any]] = []
+    started = time.strftime("%Y-%m-%d %H:%M %Z")
     for n in args.samples:
         for kind in args.stores:
             workdir = Path(tempfile.mkdtemp(prefix=f"metaxy_stores_{kind}_"))
@@ -539,7 +539,7 @@ def main(argv: list[str] | None = None) -> int:
             shutil.rmtree(workdir, ignore_errors=True)
             text = render(
                 results,
-                f"## Stores vs their floors ({time.strftime('%Y-%m-%d %H:%M %Z')})\n\n"
+                f"## Stores vs their floors (started {started})\n\n"
                 + environment(args.threads, args.repeat, args.rewrites),
             )
             if args.out:  # rewritten after every store, so a late failure keeps what finished
