@@ -19,7 +19,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from resolve_bench import change_audio, define_features, make_samples
+from bench_common import change_audio, define_features, make_samples
 
 
 def run(store: Any, n: int, rewrites: int) -> list[tuple[str, float]]:

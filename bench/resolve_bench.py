@@ -25,11 +25,8 @@ Run: ``python bench/resolve_bench.py --samples 100000 1000000 --out bench/result
 from __future__ import annotations
 
 import argparse
-import gc
 import json
 import os
-import re
-import resource
 import shutil
 import statistics
 import subprocess
@@ -41,80 +38,33 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-MB = 1024 * 1024
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from bench_common import (
+    CHANGE_FRACTION,
+    MB,
+    Measured,
+    change_audio,
+    define_features,
+    make_samples,
+    pin_cpus,
+    process_peak_mb,
+)
+from bench_common import measure as _measure
+from bench_common import measure_many as _measure_many
+
 STEADY_REWRITES = 10
-CHANGE_FRACTION = 0.01
-
-
-# -- measurement helpers ---------------------------------------------------------------------------
-def _reset_peak_rss() -> bool:
-    """Reset the kernel's high-water mark of this process (Linux ``clear_refs`` 5); False if unsupported."""
-    _peak_rss_mb()  # fold the peak so far into the process-wide peak first
-    try:
-        with open("/proc/self/clear_refs", "w") as fh:
-            fh.write("5")
-        return True
-    except OSError:
-        return False
-
-
-_PROCESS_PEAK_MB = 0.0
-
-
-def _peak_rss_mb() -> float:
-    """Peak RSS since the last reset (VmHWM), falling back to the whole-process peak.
-
-    Also folds it into the process-wide peak: resetting VmHWM resets ``ru_maxrss`` as well, so the
-    per-size peak is the maximum over all steps.
-    """
-    global _PROCESS_PEAK_MB
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    try:
-        match = re.search(r"VmHWM:\s+(\d+) kB", Path("/proc/self/status").read_text())
-        if match:
-            peak = int(match.group(1)) / 1024
-    except OSError:
-        pass
-    _PROCESS_PEAK_MB = max(_PROCESS_PEAK_MB, peak)
-    return peak
-
-
-@dataclass
-class Measured:
-    seconds: float
-    cpu: float
-    all_seconds: list[float]
-    rss_mb: float
-    result: Any = None
-
-
 STAT: Callable[[list[float]], float] = min
 """How repeated runs are summarised: ``min`` (best of R, default: robust when other processes share
 the cores) or ``statistics.median`` (``--stat median``)."""
 
 
 def measure_many(fns: dict[str, Callable[[], Any]], repeat: int) -> dict[str, Measured]:
-    """Run each function ``repeat`` times, interleaved (a, b, c, a, b, c, ...), so background load hits
-    the store and its floor alike. Per function: summarised wall and CPU time and peak RSS."""
-    walls: dict[str, list[float]] = {k: [] for k in fns}
-    cpus: dict[str, list[float]] = {k: [] for k in fns}
-    rss: dict[str, float] = dict.fromkeys(fns, 0.0)
-    results: dict[str, Any] = {}
-    for _ in range(repeat):
-        for name, fn in fns.items():
-            results[name] = None  # drop the previous run's frames before the next one starts
-            gc.collect()
-            _reset_peak_rss()
-            wall, cpu = time.perf_counter(), time.process_time()
-            results[name] = fn()
-            walls[name].append(time.perf_counter() - wall)
-            cpus[name].append(time.process_time() - cpu)
-            rss[name] = max(rss[name], _peak_rss_mb())
-    return {k: Measured(STAT(walls[k]), STAT(cpus[k]), walls[k], rss[k], results[k]) for k in fns}
+    return _measure_many(fns, repeat, STAT)
 
 
 def measure(fn: Callable[[], Any], repeat: int = 1) -> Measured:
-    return measure_many({"fn": fn}, repeat)["fn"]
+    return _measure(fn, repeat, STAT)
 
 
 @dataclass
@@ -135,109 +85,6 @@ class Row:
     @property
     def ratio(self) -> float | None:
         return self.seconds / self.floor if self.floor else None
-
-
-# -- the feature graph -----------------------------------------------------------------------------
-def define_features() -> dict[str, Any]:
-    import metaxy_core as mx
-
-    graph = mx.FeatureGraph()
-    with graph.use():
-
-        class Video(
-            mx.Feature,
-            spec=mx.FeatureSpec(
-                key="example/video",
-                fields=[mx.FieldSpec("audio", code_version="1"), mx.FieldSpec("frames", code_version="1")],
-            ),
-        ):
-            frames: int
-            duration: float
-            size: int
-
-        class Crop(
-            mx.Feature,
-            spec=mx.FeatureSpec(
-                key="example/crop",
-                deps=[mx.FeatureDep(feature=Video)],
-                fields=[
-                    mx.FieldSpec(
-                        "audio", code_version="1", deps=[mx.FieldDep(feature=Video, fields=["audio"])]
-                    ),
-                    mx.FieldSpec(
-                        "frames", code_version="1", deps=[mx.FieldDep(feature=Video, fields=["frames"])]
-                    ),
-                ],
-            ),
-        ):
-            pass
-
-        class FaceDetection(
-            mx.Feature,
-            spec=mx.FeatureSpec(
-                key="example/face_detection",
-                deps=[mx.FeatureDep(feature=Crop)],
-                fields=[
-                    mx.FieldSpec(
-                        "faces", code_version="1", deps=[mx.FieldDep(feature=Crop, fields=["frames"])]
-                    )
-                ],
-            ),
-        ):
-            pass
-
-        class SpeechToText(
-            mx.Feature,
-            spec=mx.FeatureSpec(
-                key="example/stt",
-                deps=[mx.FeatureDep(feature=Video)],
-                fields=[
-                    mx.FieldSpec(
-                        "transcription", code_version="1", deps=[mx.FieldDep(feature=Video, fields=["audio"])]
-                    )
-                ],
-            ),
-        ):
-            pass
-
-    return {"graph": graph, "video": Video, "crop": Crop, "faces": FaceDetection, "stt": SpeechToText}
-
-
-def make_samples(n: int) -> Any:
-    """N root samples: zero-padded string ids, three user columns, content-hash-like user values."""
-    import polars as pl
-    import polars_hash  # noqa: F401  (registers .chash)
-
-    ids = pl.int_range(0, n, eager=True, dtype=pl.Int64)
-    frame = pl.DataFrame({"sample_uid": ids.cast(pl.String).str.zfill(10), "frames": ids, "size": ids * 7})
-    return frame.with_columns(
-        duration=(pl.col("frames") % 600).cast(pl.Float64) / 10,
-        metaxy_provenance_by_field=pl.struct(
-            audio=(pl.lit("audio:") + pl.col("sample_uid")).chash.sha2_256().str.slice(0, 16),
-            frames=(pl.lit("frames:") + pl.col("sample_uid")).chash.sha2_256().str.slice(0, 16),
-        ),
-    ).select("sample_uid", "frames", "duration", "size", "metaxy_provenance_by_field")
-
-
-def change_audio(samples: Any, fraction: float, seed: int = 7) -> tuple[Any, int]:
-    """Give ``fraction`` of the samples (random, seeded) a new audio user value."""
-    import polars as pl
-
-    n_changed = round(samples.height * fraction)
-    chosen = samples.select("sample_uid").sample(n=n_changed, seed=seed).with_columns(chosen=pl.lit(True))
-    pbf = pl.col("metaxy_provenance_by_field")
-    audio = pbf.struct.field("audio")
-    changed = (
-        samples.join(chosen, on="sample_uid", how="left", maintain_order="left")
-        .with_columns(
-            pl.struct(
-                audio=pl.when(pl.col("chosen")).then(pl.lit("changed-") + audio).otherwise(audio),
-                frames=pbf.struct.field("frames"),
-            ).alias("metaxy_provenance_by_field")
-        )
-        .drop("chosen")
-    )
-    return changed, n_changed
 
 
 # -- the floor: one hand-written query -------------------------------------------------------------
@@ -434,7 +281,7 @@ def run_size(
         after = store.resolve_update(crop, lazy=True).counts()
         check("crop after 1% write", after, {"new": 0, "stale": 0, "orphaned": 0})
     total = time.perf_counter() - t_total
-    peak = max(_peak_rss_mb(), _PROCESS_PEAK_MB)
+    peak = process_peak_mb()
     rows.append(Row("process peak RSS (whole size run)", n, total, None, peak, "rss", "seconds = whole run"))
     notes.append(f"load average at end: {os.getloadavg()[0]:.2f}")
     notes.append(f"DuckDB file size at the end: {db.stat().st_size / MB:,.0f} MB")
@@ -580,7 +427,7 @@ def main(argv: list[str] | None = None) -> int:
                 *(f"--duckdb-set={item}" for item in args.duckdb_set),
             ]
             print(f"# N={n:,} ...", file=sys.stderr, flush=True)
-            proc = subprocess.run(cmd, env=env, preexec_fn=_pin(args.threads), check=False)
+            proc = subprocess.run(cmd, env=env, preexec_fn=pin_cpus(args.threads), check=False)
             if proc.returncode != 0:
                 print(f"# N={n:,} failed with exit code {proc.returncode}", file=sys.stderr)
                 return proc.returncode
@@ -603,14 +450,6 @@ def main(argv: list[str] | None = None) -> int:
         args.out.write_text(text)
         args.out.with_suffix(".json").write_text(json.dumps(results, indent=1))
     return 0
-
-
-def _pin(threads: int) -> Callable[[], None] | None:
-    cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
-    if len(cpus) <= threads:
-        return None
-    chosen = set(cpus[:threads])
-    return lambda: os.sched_setaffinity(0, chosen)
 
 
 if __name__ == "__main__":

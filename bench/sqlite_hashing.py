@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import sqlite3
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -31,6 +32,11 @@ from typing import Any
 
 import polars as pl
 import polars_hash  # noqa: F401  (registers the .chash namespace)
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from bench_common import polars_expected
+from bench_common import polars_floor_counts as polars_counts
 
 FIELDS = ("audio", "frames")
 UP = "example/video"
@@ -58,30 +64,6 @@ def frames(n: int) -> tuple[pl.DataFrame, pl.DataFrame]:
     # the stored downstream provenance: computed by the polars path itself, then 1% perturbed and
     # 1% of the samples dropped (new) plus 1% extra (orphaned)
     return up, pl.DataFrame()
-
-
-def polars_expected(up: pl.LazyFrame) -> pl.LazyFrame:
-    def h(parts: list[pl.Expr | str]) -> pl.Expr:
-        exprs = [pl.lit(p) if isinstance(p, str) else p.fill_null("") for p in parts]
-        return pl.concat_str(exprs, separator="|").chash.sha2_256().str.slice(0, 16)
-
-    per_field = [h([f"{DOWN}.{f}", "1", f"{UP}.{f}", pl.col(f"dv__{f}")]).alias(f"p__{f}") for f in FIELDS]
-    sample: list[pl.Expr | str] = []
-    for f in FIELDS:
-        sample += [f, pl.col(f"p__{f}")]
-    return up.select("sample_uid", *per_field).with_columns(h(sample).alias("prov"))
-
-
-def polars_counts(up: pl.LazyFrame, stored: pl.LazyFrame) -> dict[str, int]:
-    e = polars_expected(up).with_columns(pl.lit(True).alias("in_e"))
-    s = stored.with_columns(pl.lit(True).alias("in_s"))
-    j = e.join(s, on="sample_uid", how="full", coalesce=True)
-    out = j.select(
-        (pl.col("in_s").is_null()).sum().alias("new"),
-        (pl.col("in_e").is_null()).sum().alias("orphaned"),
-        (pl.col("in_e") & pl.col("in_s") & pl.col("prov").ne_missing(pl.col("s_prov"))).sum().alias("stale"),
-    ).collect()
-    return {k: int(v) for k, v in out.row(0, named=True).items()}
 
 
 def sql_counts(con: sqlite3.Connection) -> dict[str, int]:
