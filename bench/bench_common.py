@@ -1,6 +1,6 @@
 """Pieces the benchmarks share: the reference graph, its input samples, and interleaved timing.
 
-The graph (SPEC §8): ``example/video`` (root; fields audio, frames) -> ``example/crop`` (audio <-
+The graph: ``example/video`` (root; fields audio, frames) -> ``example/crop`` (audio <-
 video.audio, frames <- video.frames) -> ``example/face_detection`` (faces <- crop.frames);
 ``example/video`` -> ``example/stt`` (transcription <- video.audio).
 """

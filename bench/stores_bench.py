@@ -1,4 +1,6 @@
-"""Every store on the SPEC §8 steps, each next to its own hand-written floor (same process, same tables).
+"""Every store on the benchmark steps, each next to its own hand-written floor.
+
+The floor runs in the same process on the same tables.
 
 Stores: DuckDB (file), SQLite (file, ADBC driver), PostgreSQL (a throwaway local server started by
 this script) and ClickHouse through chDB (in-process). Per store, in its own subprocess pinned to
