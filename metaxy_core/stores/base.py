@@ -616,10 +616,28 @@ class MetadataStore(abc.ABC):
         # An empty frame built without types (`pl.DataFrame({"id": []})`) has Null-typed ids: they
         # hold no value, so give them the type the ids have wherever they are stored (String otherwise).
         null_ids = [c for c in cls.spec.id_columns if frame.schema[c] == pl.Null]
+        stored = self._schema(key)
+        types = stored.dtypes if stored is not None and stored.dtypes else {}
         if null_ids:
-            stored = self._schema(key)
-            types = stored.dtypes if stored is not None and stored.dtypes else {}
             frame = frame.with_columns(pl.col(c).cast(types.get(c, pl.String)) for c in null_ids)
+        # Ids of another type than the stored ones would be compared by each engine its own way (or
+        # not at all): convert them when nothing is lost, otherwise say which column to fix.
+        for column in cls.spec.id_columns:
+            want, have = types.get(column), frame.schema[column]
+            if want is None or want == have:
+                continue
+            original = frame.get_column(column)
+            try:
+                converted = original.cast(want, strict=True)
+                lossless = bool((converted.cast(have, strict=True) == original).all()) or frame.height == 0
+            except Exception:
+                lossless = False
+            if not lossless:
+                raise ResolveError(
+                    f"samples for resolve_update({key}): id column '{column}' is {have}, but the stored ids of "
+                    f"'{key}' are {want}. Give the ids as {want}."
+                )
+            frame = frame.with_columns(converted.alias(column))
         return frame
 
     def _upstream_columns(self, cls: type[BaseFeature]) -> frozenset[str]:
