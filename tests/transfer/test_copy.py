@@ -34,6 +34,11 @@ def _rows(store: mx.MetadataStore, feature: type[mx.BaseFeature], *, history: bo
 
 @pytest.fixture(params=sorted(STORE_FACTORIES))
 def target_factory(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Callable:
+    # Every store as a source into DuckDB, and DuckDB into every store: each engine's read and import
+    # paths are covered without running all pairs (the server-backed ones are slow).
+    source = request.node.callspec.params.get("store_factory")
+    if source is not None and "duckdb" not in (source, request.param):
+        pytest.skip("pairs without DuckDB: each store is covered as a source into and a target from DuckDB")
     factory = STORE_FACTORIES[request.param]
 
     def build() -> mx.MetadataStore:
