@@ -29,7 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from metaxy_core.errors import ConfigError, MetaxyError
-from metaxy_core.graph import DEFAULT_HASH_LENGTH, set_default_hash_length
+from metaxy_core.graph import DEFAULT_HASH_LENGTH, FeatureGraph, set_default_hash_length
 
 if TYPE_CHECKING:
     from metaxy_core.stores.base import MetadataStore
@@ -167,6 +167,8 @@ class MetaxyConfig(BaseSettings):
                 raise
             except Exception as exc:
                 raise self._entrypoint_failed(module, exc) from exc
+        # every upstream named by key must be defined once all entrypoints are imported
+        FeatureGraph.get_active().check_complete()
 
     def _entrypoint_failed(self, module: str, exc: BaseException) -> ConfigError:
         """The module exists but raised while importing: show where and why."""

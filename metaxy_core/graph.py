@@ -62,6 +62,10 @@ class FeatureGraph:
 
     def __init__(self) -> None:
         self.features_by_key: dict[FeatureKey, type[BaseFeature]] = {}
+        # Features that name an upstream by key before that upstream is defined (a forward
+        # reference). They join the graph once every upstream exists; until then using the graph
+        # raises, so a misspelt key cannot go unnoticed.
+        self._pending: dict[FeatureKey, type[BaseFeature]] = {}
         self._cache: dict[Any, Any] = {}
 
     # -- activation -------------------------------------------------------------------------------
@@ -86,7 +90,7 @@ class FeatureGraph:
     # -- registration -----------------------------------------------------------------------------
     def add_feature(self, cls: "type[BaseFeature]") -> None:
         spec = cls.spec
-        existing = self.features_by_key.get(spec.key)
+        existing = self.features_by_key.get(spec.key) or self._pending.get(spec.key)
         if existing is not None and existing is not cls:
             same_definition = (existing.__module__, existing.__qualname__) == (
                 cls.__module__,
@@ -98,18 +102,66 @@ class FeatureGraph:
                     f"{cls.__module__}.{cls.__qualname__} must use another key (or define it in an isolated "
                     "graph with `with mx.FeatureGraph().use(): ...`)."
                 )
+        name = f"Feature '{spec.key}' ({cls.__name__})"
+        for dep in spec.deps:
+            if dep.feature == spec.key:
+                raise FeatureDefinitionError(
+                    f"{name} depends on itself: this is a cycle; remove that dependency."
+                )
+        # A cycle can only be written with a forward reference, so look for one before deferring.
+        self._check_cycles(extra=cls)
+        if any(dep.feature not in self.features_by_key for dep in spec.deps):
+            self.features_by_key.pop(spec.key, None)
+            self._pending[spec.key] = cls
+            self._cache.clear()
+            return
+        self._admit(cls, existing)
+        self._admit_pending()
+
+    def _admit(self, cls: "type[BaseFeature]", existing: "type[BaseFeature] | None") -> None:
+        spec = cls.spec
         self._validate(cls)
         self._check_table_name(cls)
+        self._pending.pop(spec.key, None)
         self.features_by_key[spec.key] = cls
         self._cache.clear()
         try:
             self._check_cycles()
         except FeatureDefinitionError:
-            if existing is None:
+            if existing is None or existing is cls:
                 del self.features_by_key[spec.key]
             else:
                 self.features_by_key[spec.key] = existing
             raise
+
+    def _admit_pending(self) -> None:
+        """Admit the forward-referencing features whose upstreams now all exist."""
+        progress = True
+        while progress:
+            progress = False
+            for key, cls in list(self._pending.items()):
+                if all(dep.feature in self.features_by_key for dep in cls.spec.deps):
+                    del self._pending[key]
+                    self._admit(cls, None)
+                    progress = True
+
+    def check_complete(self, key: FeatureKey | None = None) -> None:
+        """Raise if a feature still names an upstream that was never defined.
+
+        Called before the graph is used (versions, ordering, lookups) and after config entrypoints are
+        imported, so a misspelt upstream key fails early with the feature that names it.
+        """
+        if not self._pending:
+            return
+        cls = self._pending.get(key) if key is not None else None
+        cls = cls or next(iter(self._pending.values()))
+        missing = [str(d.feature) for d in cls.spec.deps if d.feature not in self.features_by_key]
+        known = ", ".join(sorted(str(k) for k in self.features_by_key)) or "none"
+        raise FeatureDefinitionError(
+            f"Feature '{cls.spec.key}' ({cls.__name__}) depends on unknown feature '{missing[0]}', which is "
+            f"never defined. Define that feature (an upstream named by key may be defined later) or fix the "
+            f"key. Known features: {known}."
+        )
 
     def _check_table_name(self, cls: "type[BaseFeature]") -> None:
         """Two keys must never share a stored table.
@@ -161,17 +213,6 @@ class FeatureGraph:
                     f"{name}: id column '{column}' uses the reserved '{SYSTEM_COLUMN_PREFIX}' prefix: rename it."
                 )
         dep_keys = {d.feature for d in spec.deps}
-        for dep in spec.deps:
-            if dep.feature == spec.key:
-                raise FeatureDefinitionError(
-                    f"{name} depends on itself: this is a cycle; remove that dependency."
-                )
-            if dep.feature not in self.features_by_key:
-                known = ", ".join(sorted(str(k) for k in self.features_by_key)) or "none"
-                raise FeatureDefinitionError(
-                    f"{name} depends on unknown feature '{dep.feature}'. Define that feature before "
-                    f"this one (or fix the key). Known features: {known}."
-                )
         self._validate_columns(cls)
         folded: dict[str, FieldKey] = {}
         for f in spec.fields:
@@ -256,7 +297,11 @@ class FeatureGraph:
                     )
                 owners[out] = dep.feature
 
-    def _check_cycles(self) -> None:
+    def _check_cycles(self, extra: "type[BaseFeature] | None" = None) -> None:
+        """Raise on a dependency cycle among the defined, pending and ``extra`` features."""
+        features = {**self.features_by_key, **self._pending}
+        if extra is not None:
+            features[extra.spec.key] = extra
         state: dict[FeatureKey, int] = {}
 
         def visit(key: FeatureKey, path: list[FeatureKey]) -> None:
@@ -268,16 +313,17 @@ class FeatureGraph:
                     f"Dependency cycle between features: {cycle}. Remove one of these deps."
                 )
             state[key] = 1
-            cls = self.features_by_key.get(key)
+            cls = features.get(key)
             if cls is not None:
                 for dep in cls.spec.deps:
                     visit(dep.feature, [*path, key])
             state[key] = 2
 
-        for key in sorted(self.features_by_key):
+        for key in sorted(features):
             visit(key, [])
 
     def remove_feature(self, key: FeatureKey | str) -> None:
+        self._pending.pop(FeatureKey(key), None)
         self.features_by_key.pop(FeatureKey(key), None)
         self._cache.clear()
 
@@ -289,6 +335,8 @@ class FeatureGraph:
         try:
             return self.features_by_key[fkey]
         except KeyError:
+            if fkey in self._pending:
+                self.check_complete(fkey)
             known = ", ".join(sorted(str(k) for k in self.features_by_key)) or "none"
             raise FeatureNotFoundError(f"Unknown feature '{fkey}'. Known features: {known}.") from None
 
@@ -306,6 +354,7 @@ class FeatureGraph:
 
     def topological_order(self) -> list[FeatureKey]:
         """Every feature after its dependencies; ties broken by key for determinism."""
+        self.check_complete()
         order: list[FeatureKey] = []
         done: set[FeatureKey] = set()
 
@@ -361,6 +410,7 @@ class FeatureGraph:
         """Definition-level versions at ``hash_length`` (default: :func:`default_hash_length`)."""
         from metaxy_core.versions import GraphVersions
 
+        self.check_complete()
         length = default_hash_length() if hash_length is None else hash_length
         cache_key = ("versions", length)
         if cache_key not in self._cache:

@@ -57,6 +57,25 @@ def test_an_entrypoint_that_raises_shows_the_real_cause(tmp_path: Path) -> None:
     assert "no module 'featz'" in missing.stderr
 
 
+def test_cycles_and_missing_upstreams_in_entrypoints(tmp_path: Path) -> None:
+    (tmp_path / "feats.py").write_text(
+        "import metaxy_core as mx\n\n"
+        "class Clip(mx.Feature, spec=mx.FeatureSpec(key='media/clip', deps=['media/thumb'])):\n    pass\n\n"
+        "class Thumb(mx.Feature, spec=mx.FeatureSpec(key='media/thumb', deps=[Clip])):\n    pass\n"
+    )
+    (tmp_path / "metaxy.toml").write_text('entrypoints = ["feats"]\n')
+    done = _metaxy("list", "features", cwd=tmp_path)
+    assert done.returncode != 0
+    assert "Dependency cycle between features: media/clip -> media/thumb -> media/clip" in done.stderr
+    (tmp_path / "feats.py").write_text(
+        "import metaxy_core as mx\n\n"
+        "class Clip(mx.Feature, spec=mx.FeatureSpec(key='media/clip', deps=['media/thumbs'])):\n    pass\n"
+    )
+    typo = _metaxy("list", "features", cwd=tmp_path)
+    assert typo.returncode != 0
+    assert "depends on unknown feature 'media/thumbs', which is never defined" in typo.stderr
+
+
 def test_config_typos_get_a_suggestion(tmp_path: Path) -> None:
     config = tmp_path / "metaxy.toml"
     config.write_text("hash_lenght = 8\n")

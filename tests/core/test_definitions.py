@@ -341,15 +341,45 @@ def test_topological_order_and_downstream(graph: mx.FeatureGraph) -> None:
 
 
 def test_invalid_unknown_dependency(graph: mx.FeatureGraph) -> None:
-    with pytest.raises(
-        mx.FeatureDefinitionError,
-        match=r"Feature 'doc/child' \(Child\) depends on unknown feature 'doc/missing'.*Define that feature",
-    ):
+    """An upstream named by key may come later; one that never comes fails as soon as the graph is used."""
 
-        class Child(mx.Feature, spec=mx.FeatureSpec(key="doc/child", deps=["doc/missing"])):
-            pass
+    class Child(mx.Feature, spec=mx.FeatureSpec(key="doc/child", deps=["doc/missing"])):
+        pass
 
     assert "doc/child" not in graph
+    message = (
+        r"Feature 'doc/child' \(Child\) depends on unknown feature 'doc/missing', which is never defined"
+    )
+    with pytest.raises(mx.FeatureDefinitionError, match=message):
+        graph.topological_order()
+    with pytest.raises(mx.FeatureDefinitionError, match=message):
+        Child.feature_version()
+    with pytest.raises(mx.FeatureDefinitionError, match=message):
+        graph.get_feature("doc/child")
+
+
+def test_forward_reference_by_key(graph: mx.FeatureGraph) -> None:
+    class Child(mx.Feature, spec=mx.FeatureSpec(key="doc/child", deps=["doc/parent"], fields=["x"])):
+        pass
+
+    class Parent(mx.Feature, spec=mx.FeatureSpec(key="doc/parent", fields=["x"])):
+        pass
+
+    assert [str(k) for k in graph.topological_order()] == ["doc/parent", "doc/child"]
+    assert graph.field_parents(mx.FeatureKey("doc/child"), mx.FieldKey("x")) == [
+        mx.graph.FieldRef.of(mx.FeatureKey("doc/parent"), mx.FieldKey("x"))
+    ]
+
+
+@pytest.mark.parametrize("length", [2, 3, 4])
+def test_invalid_cycle_through_forward_references(graph: mx.FeatureGraph, length: int) -> None:
+    keys = [f"doc/f{i}" for i in range(length)]
+    for i in range(length - 1):
+        type(f"F{i}", (mx.Feature,), {}, spec=mx.FeatureSpec(key=keys[i], deps=[keys[i + 1]]))
+    cycle = " -> ".join([*keys, keys[0]])
+    with pytest.raises(mx.FeatureDefinitionError, match=f"Dependency cycle between features: {cycle}"):
+        type("Last", (mx.Feature,), {}, spec=mx.FeatureSpec(key=keys[-1], deps=[keys[0]]))
+    assert keys[-1] not in graph
 
 
 def test_invalid_field_dep_on_missing_upstream_field(graph: mx.FeatureGraph) -> None:
