@@ -36,6 +36,8 @@ from metaxy_dagster.errors import MetaxyOutputError as MetaxyOutputError
 from metaxy_dagster.io_manager import MetaxyIncrement as MetaxyIncrement
 from metaxy_dagster.io_manager import MetaxyIOManager as MetaxyIOManager
 from metaxy_dagster.io_manager import MetaxyWriteReport as MetaxyWriteReport
+from metaxy_dagster.metaxify import column_lineage as column_lineage
+from metaxy_dagster.metaxify import metaxify as metaxify
 from metaxy_dagster.partitions import add_dynamic_partitions as add_dynamic_partitions
 from metaxy_dagster.partitions import dynamic_partitions_request as dynamic_partitions_request
 from metaxy_dagster.resource import MetaxyStoreResource as MetaxyStoreResource
