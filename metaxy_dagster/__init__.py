@@ -40,6 +40,9 @@ from metaxy_dagster.metaxify import column_lineage as column_lineage
 from metaxy_dagster.metaxify import metaxify as metaxify
 from metaxy_dagster.partitions import add_dynamic_partitions as add_dynamic_partitions
 from metaxy_dagster.partitions import dynamic_partitions_request as dynamic_partitions_request
+from metaxy_dagster.pipes import MetaxyPipesResult as MetaxyPipesResult
+from metaxy_dagster.pipes import metaxy_pipes_asset as metaxy_pipes_asset
+from metaxy_dagster.pipes import run_pipes as run_pipes
 from metaxy_dagster.resource import MetaxyStoreResource as MetaxyStoreResource
 from metaxy_dagster.sensors import build_metaxy_sensor as build_metaxy_sensor
 from metaxy_dagster.translator import FEATURE_TAG as FEATURE_TAG
