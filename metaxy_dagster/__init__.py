@@ -28,6 +28,8 @@ from metaxy_dagster.assets import select_metaxy_assets as select_metaxy_assets
 from metaxy_dagster.automation import metaxy_automation_condition as metaxy_automation_condition
 from metaxy_dagster.checks import IN_SYNC as IN_SYNC
 from metaxy_dagster.checks import NO_ORPHANS as NO_ORPHANS
+from metaxy_dagster.component import MetaxyAssetOptions as MetaxyAssetOptions
+from metaxy_dagster.component import MetaxyComponent as MetaxyComponent
 from metaxy_dagster.data_versions import FeatureDataVersion as FeatureDataVersion
 from metaxy_dagster.data_versions import feature_data_version as feature_data_version
 from metaxy_dagster.errors import MetaxyDagsterError as MetaxyDagsterError
