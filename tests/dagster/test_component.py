@@ -144,6 +144,17 @@ def test_switches_and_selection(project: tuple[str, Path]) -> None:
     assert not graph.asset_check_keys
     assert not list(defs.sensors or [])
 
+    observed = component_defs(
+        component=mxd.MetaxyComponent(
+            config_file=str(pkg / "metaxy.toml"),
+            compute=f"{package}.bodies",
+            observe=["docs/raw"],
+            graph_asset=False,
+        )
+    ).resolve_asset_graph()
+    assert observed.get(dg.AssetKey(["docs", "raw"])).is_observable
+    assert observed.get(dg.AssetKey(["docs", "summary"])).is_materializable
+
 
 @pytest.mark.parametrize(
     ("attributes", "message"),
