@@ -22,6 +22,8 @@ def main() -> None:
             rows.write_parquet(extras["metaxy_rows_path"])
         elif mode == "message":
             pipes.report_custom_message({"metaxy_rows": rows.to_dicts()})
+        if os.environ.get("PIPES_CHECK"):
+            pipes.report_asset_check("rows_nonempty", passed=rows.height > 0, metadata={"rows": rows.height})
         pipes.report_asset_materialization(
             metadata={"model": "tiny-stt", "videos_seen": {"raw_value": todo.height, "type": "int"}},
             data_version="external-version",

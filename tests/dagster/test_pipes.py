@@ -87,3 +87,22 @@ def test_a_process_that_returns_no_rows_fails_and_writes_nothing(
         dg.materialize([raw, stt], instance=instance, resources=pipes_res)
     with pipes_res["metaxy_store"].open() as store:
         assert not store.has_feature(features.Transcript)
+
+
+def test_checks_reported_by_the_process_reach_dagster(
+    features: Features,
+    samples: Samples,
+    instance: dg.DagsterInstance,
+    pipes_res: dict[str, Any],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("PIPES_CHECK", "1")
+    raw, *_ = build_assets(features, samples)
+    key = dg.AssetKey(["video", "stt"])
+    stt = mxd.metaxy_pipes_asset(
+        features.Transcript, command=SCRIPT, check_specs=[dg.AssetCheckSpec("rows_nonempty", asset=key)]
+    )
+    result = dg.materialize([raw, stt], instance=instance, resources=pipes_res)
+    checks = {e.check_name: e for e in result.get_asset_check_evaluations()}
+    assert checks["rows_nonempty"].passed
+    assert checks["rows_nonempty"].metadata["rows"].value == 2
