@@ -28,6 +28,8 @@ from metaxy_dagster.assets import select_metaxy_assets as select_metaxy_assets
 from metaxy_dagster.automation import metaxy_automation_condition as metaxy_automation_condition
 from metaxy_dagster.checks import IN_SYNC as IN_SYNC
 from metaxy_dagster.checks import NO_ORPHANS as NO_ORPHANS
+from metaxy_dagster.component import MetaxyAssetOptions as MetaxyAssetOptions
+from metaxy_dagster.component import MetaxyComponent as MetaxyComponent
 from metaxy_dagster.data_versions import FeatureDataVersion as FeatureDataVersion
 from metaxy_dagster.data_versions import feature_data_version as feature_data_version
 from metaxy_dagster.errors import MetaxyDagsterError as MetaxyDagsterError
@@ -36,8 +38,13 @@ from metaxy_dagster.errors import MetaxyOutputError as MetaxyOutputError
 from metaxy_dagster.io_manager import MetaxyIncrement as MetaxyIncrement
 from metaxy_dagster.io_manager import MetaxyIOManager as MetaxyIOManager
 from metaxy_dagster.io_manager import MetaxyWriteReport as MetaxyWriteReport
+from metaxy_dagster.metaxify import column_lineage as column_lineage
+from metaxy_dagster.metaxify import metaxify as metaxify
 from metaxy_dagster.partitions import add_dynamic_partitions as add_dynamic_partitions
 from metaxy_dagster.partitions import dynamic_partitions_request as dynamic_partitions_request
+from metaxy_dagster.pipes import MetaxyPipesResult as MetaxyPipesResult
+from metaxy_dagster.pipes import metaxy_pipes_asset as metaxy_pipes_asset
+from metaxy_dagster.pipes import run_pipes as run_pipes
 from metaxy_dagster.resource import MetaxyStoreResource as MetaxyStoreResource
 from metaxy_dagster.sensors import build_metaxy_sensor as build_metaxy_sensor
 from metaxy_dagster.translator import FEATURE_TAG as FEATURE_TAG

@@ -99,8 +99,9 @@ def _is_resource_annotation(annotation: Any) -> bool:
     """A parameter annotated the way Dagster injects resources: a resource class or ResourceParam[...]."""
     if annotation is inspect.Parameter.empty:
         return False
+    # Pipes clients are resources without being ConfigurableResources (Dagster's TreatAsResourceParam).
     if isinstance(annotation, type) and issubclass(
-        annotation, dg.ConfigurableResource | dg.ConfigurableIOManager
+        annotation, dg.ConfigurableResource | dg.ConfigurableIOManager | dg.PipesClient
     ):
         return True
     extras = getattr(annotation, "__metadata__", ())  # ResourceParam[T] is Annotated[T, "resource_param"]

@@ -1,0 +1,306 @@
+"""``MetaxyComponent``: built from YAML attributes, materialized for real, and driven by the ``dg`` CLI."""
+
+import importlib.metadata
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import tomllib
+import uuid
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+import pytest
+from dagster.components.testing.utils import component_defs
+
+import metaxy_dagster as mxd
+
+REPO = Path(__file__).resolve().parents[2]
+GROUP = "dagster_dg_cli.registry_modules"
+
+FEATURES = """
+import metaxy_core as mx
+
+class Doc(mx.BaseFeature, spec=mx.FeatureSpec(key="docs/raw", id_columns=["doc_id"], fields=["text"])):
+    doc_id: str
+    path: str
+
+class Summary(mx.BaseFeature, spec=mx.FeatureSpec(
+        key="docs/summary", id_columns=["doc_id"],
+        deps=[mx.FeatureDep(feature=Doc, columns=["path"], rename={"path": "source_path"})],
+        fields=["summary"])):
+    doc_id: str
+    source_path: str
+    summary: str
+"""
+
+BODIES = """
+import polars as pl
+from {pkg}.features import Doc, Summary
+
+def list_docs() -> pl.DataFrame:
+    return pl.DataFrame({{
+        "doc_id": ["d1", "d2"], "path": ["d1.txt", "d2.txt"],
+        "metaxy_provenance_by_field": [{{"text": "h1"}}, {{"text": "h2"}}],
+    }})
+
+def summarize(increment):
+    return increment.to_process().select("doc_id", "source_path", summary=pl.lit("short"))
+
+compute = {{"docs/summary": summarize}}
+samples = {{Doc: list_docs}}
+"""
+
+
+def _project(root: Path, package: str) -> Path:
+    """A small project package under ``root``: features, bodies and a metaxy.toml with a DuckDB store."""
+    pkg = root / package
+    pkg.mkdir(parents=True)
+    (pkg / "__init__.py").write_text("")
+    (pkg / "features.py").write_text(FEATURES)
+    (pkg / "bodies.py").write_text(BODIES.format(pkg=package))
+    (pkg / "metaxy.toml").write_text(
+        f'project = "docs"\nentrypoints = ["{package}.features"]\nstore = "dev"\n\n'
+        '[stores.dev]\ntype = "duckdb"\nconfig = { database = "meta.duckdb" }\n'
+    )
+    return pkg
+
+
+@pytest.fixture
+def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[str, Path]:
+    package = f"mxcomp_{uuid.uuid4().hex[:8]}"  # a fresh module, so its features join this test's graph
+    pkg = _project(tmp_path, package)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    return package, pkg
+
+
+def _materialize(defs: dg.Definitions, instance: dg.DagsterInstance) -> dict[str, dict[str, Any]]:
+    result = defs.resolve_implicit_global_asset_job_def().execute_in_process(instance=instance)
+    out = {}
+    for event in result.get_asset_materialization_events():
+        meta = event.materialization.metadata
+        out[event.asset_key.to_user_string()] = {k: getattr(v, "value", v) for k, v in meta.items()}
+    return out
+
+
+def test_component_from_yaml_attributes_materializes(
+    project: tuple[str, Path], instance: dg.DagsterInstance
+) -> None:
+    package, pkg = project
+    component = mxd.MetaxyComponent.resolve_from_dict(
+        {
+            "config_file": str(pkg / "metaxy.toml"),
+            "compute": f"{package}.bodies",
+            "assets": {
+                "docs/*": {"owners": ["team:docs"]},
+                "docs/summary": {"group_name": "summaries", "tags": {"model": "tiny"}, "kinds": ["llm"]},
+            },
+            "sensor_status": "running",
+        }
+    )
+    defs = component_defs(component=component)
+    summary = defs.resolve_assets_def(dg.AssetKey(["docs", "summary"])).specs_by_key[
+        dg.AssetKey(["docs", "summary"])
+    ]
+    assert summary.owners == ["team:docs"]
+    assert (summary.group_name, summary.tags["model"]) == ("summaries", "tiny")
+    assert {"llm", "metaxy", "duckdb"} <= set(summary.kinds)
+    assert summary.metadata["metaxy/feature"] == "docs/summary"  # metaxy's metadata is kept
+    sensor = defs.resolve_sensor_def("metaxy_sensor")
+    assert sensor.default_status == dg.DefaultSensorStatus.RUNNING
+    assert {k.name for k in defs.resolve_asset_graph().asset_check_keys} == {
+        "metaxy_in_sync",
+        "metaxy_no_orphans",
+    }
+
+    first = _materialize(defs, instance)
+    assert {k: m.get("metaxy/written") for k, m in first.items()} == {
+        "docs/raw": 2,
+        "docs/summary": 2,
+        "metaxy/graph": None,
+    }
+    with mxd.MetaxyStoreResource(config_file=str(pkg / "metaxy.toml")).open() as store:
+        assert store.read("docs/summary").to_polars()["summary"].to_list() == ["short", "short"]
+    again = _materialize(defs, instance)
+    assert again["docs/summary"]["metaxy/written"] == 0
+
+
+def test_switches_and_selection(project: tuple[str, Path]) -> None:
+    package, pkg = project
+    component = mxd.MetaxyComponent(
+        config_file=str(pkg / "metaxy.toml"),
+        select=["docs/raw"],
+        samples={"docs/raw": f"{package}.bodies:list_docs"},
+        sensor=False,
+        checks=False,
+        graph_asset=False,
+        key_prefix=["lake"],
+    )
+    defs = component_defs(component=component)
+    graph = defs.resolve_asset_graph()
+    assert set(graph.get_all_asset_keys()) == {dg.AssetKey(["lake", "docs", "raw"])}
+    assert not graph.asset_check_keys
+    assert not list(defs.sensors or [])
+
+    observed = component_defs(
+        component=mxd.MetaxyComponent(
+            config_file=str(pkg / "metaxy.toml"),
+            compute=f"{package}.bodies",
+            observe=["docs/raw"],
+            graph_asset=False,
+        )
+    ).resolve_asset_graph()
+    assert observed.get(dg.AssetKey(["docs", "raw"])).is_observable
+    assert observed.get(dg.AssetKey(["docs", "summary"])).is_materializable
+
+
+@pytest.mark.parametrize(
+    ("attributes", "message"),
+    [
+        ({"select": ["nope/*"]}, r"select \['nope/\*'\] matches no feature; known features: \['docs/raw'"),
+        ({"compute": {"docs/summary": "no_colon"}}, r"compute\['docs/summary'\] is 'no_colon'; write it as"),
+        ({"compute": "no_such_module_here"}, r"cannot import module 'no_such_module_here'"),
+        ({"config_file": "missing.toml"}, r"config_file 'missing.toml' does not exist"),
+    ],
+)
+def test_bad_attributes_are_named(
+    project: tuple[str, Path], attributes: dict[str, Any], message: str
+) -> None:
+    _, pkg = project
+    component = mxd.MetaxyComponent(**{"config_file": str(pkg / "metaxy.toml"), **attributes})
+    with pytest.raises(mxd.MetaxyDefinitionError, match=message):
+        component_defs(component=component)
+
+
+# -- the dg CLI, in subprocesses -------------------------------------------------------------------
+def _entry_point_dir(tmp_path: Path) -> Path | None:
+    """A dist-info declaring pyproject.toml's registry entry point, unless the installed package has it.
+
+    Entry points are recorded when a package is installed, so an editable install made before the
+    entry point was added does not have it; the test then declares the same one itself.
+    """
+    if any(e.value == "metaxy_dagster" for e in importlib.metadata.entry_points(group=GROUP)):
+        return None
+    declared = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["entry-points"][GROUP]
+    site = tmp_path / "entry_points"
+    dist = site / "metaxy_dagster_dg_test-0.dist-info"
+    dist.mkdir(parents=True)
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: metaxy-dagster-dg-test\nVersion: 0\n")
+    lines = "".join(f"{name} = {value}\n" for name, value in declared.items())
+    (dist / "entry_points.txt").write_text(f"[{GROUP}]\n{lines}")
+    return site
+
+
+def _dg(args: list[str], cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    dg_cli = Path(sys.executable).with_name("dg")
+    return subprocess.run(
+        [str(dg_cli), *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300, check=False
+    )
+
+
+def _env(tmp_path: Path, *paths: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("METAXY_", "DAGSTER_"))}
+    extra = _entry_point_dir(tmp_path)
+    env["PYTHONPATH"] = os.pathsep.join(str(p) for p in [REPO, *paths, *([extra] if extra else [])])
+    env["DAGSTER_HOME"] = str(tmp_path / "dagster_home")
+    (tmp_path / "dagster_home").mkdir(exist_ok=True)
+    env["DG_DISABLE_TELEMETRY"] = "1"
+    return env
+
+
+@pytest.mark.slow
+def test_dg_lists_scaffolds_and_checks_the_component(tmp_path: Path) -> None:
+    root = tmp_path / "proj_root"
+    package = "dgproj"
+    pkg = _project(root, package)
+    (pkg / "defs").mkdir()
+    (pkg / "defs" / "__init__.py").write_text("")
+    (pkg / "definitions.py").write_text(
+        "from pathlib import Path\nimport dagster as dg\n\n"
+        "defs = dg.load_from_defs_folder(path_within_project=Path(__file__).parent)\n"
+    )
+    (root / "dg.toml").write_text(f'directory_type = "project"\n\n[project]\nroot_module = "{package}"\n')
+    env = _env(tmp_path, root)
+
+    listed = _dg(["list", "components", "--json"], root, env)
+    assert listed.returncode == 0, listed.stderr
+    keys = [item["key"] for item in json.loads(listed.stdout)["items"]]
+    assert "metaxy_dagster.MetaxyComponent" in keys
+
+    scaffolded = _dg(
+        ["scaffold", "defs", "metaxy_dagster.MetaxyComponent", "docs", "--config-file", "../../metaxy.toml"],
+        root,
+        env,
+    )
+    assert scaffolded.returncode == 0, scaffolded.stdout + scaffolded.stderr
+    defs_yaml = pkg / "defs" / "docs" / "defs.yaml"
+    text = defs_yaml.read_text()
+    assert "type: metaxy_dagster.MetaxyComponent" in text
+    assert "config_file: ../../metaxy.toml" in text
+    defs_yaml.write_text(text.replace("  # compute: my_project.bodies", f"  compute: {package}.bodies"))
+
+    checked = _dg(["check", "defs"], root, env)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    listed_defs = json.loads(_dg(["list", "defs", "--json"], root, env).stdout)
+    assert {a["asset_key"] for a in listed_defs["assets"]} == {"docs/raw", "docs/summary", "metaxy/graph"}
+    assert [s["name"] for s in listed_defs["sensors"]] == ["metaxy_sensor"]
+
+    defs_yaml.write_text(defs_yaml.read_text().replace("  sensor: true", "  sensr: true"))
+    broken = _dg(["check", "defs"], root, env)
+    assert broken.returncode != 0
+    assert "'sensr' was unexpected" in broken.stdout + broken.stderr
+
+
+@pytest.mark.slow
+def test_example_project_defs_folder_with_dg(tmp_path: Path) -> None:
+    env = _env(tmp_path)
+    env["EXAMPLE_DATA_DIR"] = str(tmp_path / "data")
+    env["METAXY_STORES__DEV__CONFIG__DATABASE"] = str(tmp_path / "meta.duckdb")
+    checked = _dg(["check", "defs"], REPO, env)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    listed = json.loads(_dg(["list", "defs", "--json"], REPO, env).stdout)
+    assets = {a["asset_key"]: a for a in listed["assets"]}
+    assert set(assets) == {"video/raw", "video/chunk", "video/faces", "video/stt", "metaxy/graph"}
+    assert assets["video/faces"]["owners"] == [{"team": "media"}]  # dg prints team owners as objects
+    assert {"key": "model", "value": "tiny-faces"} in assets["video/faces"]["tags"]
+    assert assets["video/chunk"]["dependency_keys"] == ["video/raw"]
+
+
+@pytest.mark.slow
+def test_example_project_component_definitions_materialize(tmp_path: Path) -> None:
+    """The defs/ variant of the example project runs the pipeline like definitions.py does."""
+    script = textwrap.dedent(
+        """
+        import json
+        import dagster as dg
+        from example_project.component_definitions import defs
+
+        job = defs.resolve_implicit_global_asset_job_def()
+        with dg.instance_for_test() as instance:
+            for _ in range(2):
+                result = job.execute_in_process(instance=instance)
+                print(json.dumps({
+                    e.asset_key.to_user_string(): e.materialization.metadata["metaxy/written"].value
+                    for e in result.get_asset_materialization_events()
+                    if "metaxy/written" in e.materialization.metadata
+                }))
+        """
+    )
+    env = _env(tmp_path)
+    env["EXAMPLE_DATA_DIR"] = str(tmp_path / "data")
+    env["METAXY_STORES__DEV__CONFIG__DATABASE"] = str(tmp_path / "meta.duckdb")
+    proc = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
+    first, second = (json.loads(line) for line in proc.stdout.strip().splitlines()[-2:])
+    assert first == {"video/raw": 3, "video/chunk": 13, "video/faces": 13, "video/stt": 3}
+    assert set(second.values()) == {0}
