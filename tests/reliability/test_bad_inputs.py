@@ -28,7 +28,7 @@ from tests.reliability.bad_inputs import SEED_IDS, BadInput, bad_inputs, valid_f
 
 FUZZ = settings(
     # bench/reliability_report.py raises this to explore further than CI does
-    max_examples=int(os.environ.get("RELIABILITY_FUZZ_EXAMPLES", "40")),
+    max_examples=int(os.environ.get("RELIABILITY_FUZZ_EXAMPLES", "30")),
     deadline=None,
     derandomize=True,  # the same inputs on every CI run; bench/reliability_report.py explores further
     suppress_health_check=[
