@@ -58,6 +58,8 @@ class MetaxyAssetInfo:
     asset_key: dg.AssetKey
     samples: SamplesProvider | None
     observable: bool
+    partition_by: PartitionBy | None = None
+    check_severity: dg.AssetCheckSeverity = dg.AssetCheckSeverity.WARN
 
 
 # Feature key string -> info of the latest asset built for it (used when only a feature is given).
@@ -389,7 +391,15 @@ def _build_asset(
         required_resource_keys={io_manager_key, *resource_keys},
         **{k: options.pop(k) for k in _OP_OPTIONS if k in options},
     )(compute)
-    _register(MetaxyAssetInfo(feature, asset_key, samples, observable=False), asset)
+    info = MetaxyAssetInfo(
+        feature,
+        asset_key,
+        samples,
+        observable=False,
+        partition_by=partition_by,
+        check_severity=check_severity,
+    )
+    _register(info, asset)
     return asset
 
 
