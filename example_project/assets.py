@@ -9,7 +9,9 @@ import polars as pl
 
 import metaxy_dagster as mxd
 from example_project import media
-from example_project.features import FaceRecognition, SpeechToText, Video, VideoChunk
+from example_project.features import FaceRecognition, SpeechToText, Video, VideoChunk, VideoEmbedding
+
+SPLITS = dg.StaticPartitionsDefinition(["train", "test"])
 
 
 @mxd.metaxy_asset(Video, samples=media.list_videos)
@@ -17,7 +19,7 @@ def raw_videos(context: dg.AssetExecutionContext, increment: mxd.MetaxyIncrement
     """Register the videos on disk: new and changed ones are (re)written, unchanged ones skipped."""
     todo = increment.to_process()
     context.log.info(f"registering {todo.height} video(s): {todo['video_id'].to_list()}")
-    return todo.select("video_id", "path", "duration_s")
+    return todo.select("video_id", "path", "duration_s", "split")
 
 
 @mxd.metaxy_asset(VideoChunk)
@@ -54,6 +56,20 @@ def transcripts(increment: mxd.MetaxyIncrement) -> pl.DataFrame:
     )
 
 
+@mxd.metaxy_asset(VideoEmbedding, partitions_def=SPLITS, partition_by="split")
+def embeddings(context: dg.AssetExecutionContext, increment: mxd.MetaxyIncrement) -> pl.DataFrame:
+    """Embed the new or changed videos of this run's split (a partition run only sees its own videos)."""
+    todo = increment.to_process()
+    context.log.info(f"split {context.partition_key}: embedding {todo.height} video(s)")
+    return todo.select(
+        "video_id",
+        "split",
+        pl.col("path").map_elements(media.embed, return_dtype=pl.String).alias("embedding"),
+    )
+
+
 feature_graph = mxd.build_metaxy_graph_asset()
 
-FEATURE_ASSETS = [raw_videos, video_chunks, faces, transcripts]
+FEATURE_ASSETS = [raw_videos, video_chunks, faces, transcripts, embeddings]
+UNPARTITIONED_ASSETS = [raw_videos, video_chunks, faces, transcripts]
+PARTITIONED_ASSETS = [embeddings]
