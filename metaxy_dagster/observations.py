@@ -25,7 +25,8 @@ and, for each asset (each partition of a partitioned asset whose ``partition_by`
 4. when the data versions agree but Dagster calls the asset "Unsynced" while the store says it is in
    sync, reports a materialization with the same data version and the current provenance: Dagster's
    view catches up without a run, and the data version (hence downstream automation) does not move;
-5. records the results of the asset's built-in checks (``metaxy_in_sync``, ``metaxy_no_orphans``).
+5. records the results of the asset's built-in checks (``metaxy_in_sync``, ``metaxy_no_orphans``)
+   against its latest materialization (in the job; the sensor has no run to record them in).
 
 Why materializations and not only observations: for a materializable asset Dagster's staleness reads
 the latest *materialization* alone (observations count only for observable source assets), so an
@@ -179,17 +180,21 @@ def observe_metaxy_assets(
     assets: Sequence[dg.AssetsDefinition | dg.SourceAsset],
     *,
     log: Callable[[str], None] | None = None,
+    record: Callable[[dg.AssetObservation | dg.AssetCheckEvaluation], None] | None = None,
 ) -> list[FeatureObservation]:
     """One observation pass over ``assets`` (see the module docstring); returns what it found.
 
-    Events are recorded on ``instance`` as they are made (runless asset events), in topological
+    Reported materializations are recorded on ``instance`` at once (runless events), in topological
     order, so a child's provenance points at what its parents' observations just recorded.
+    ``record`` receives the observations and check results (in a job: ``context.log_event``, which
+    ties them to the run). Without it, observations are recorded as runless events and check results
+    are left out: Dagster keeps a single run-less result per check and partition.
     """
     targets = _targets(assets)
     view = _DagsterView(instance, AssetGraph.from_assets(list(assets)))
     out: list[FeatureObservation] = []
     for target in targets:
-        for found in _observe_asset(instance, store, view, target):
+        for found in _observe_asset(instance, store, view, target, record):
             out.append(found)
             if log is not None:
                 log(found.summary())
@@ -207,7 +212,11 @@ def _partition_keys(instance: dg.DagsterInstance, target: _Target) -> list[str |
 
 
 def _observe_asset(
-    instance: dg.DagsterInstance, resource: MetaxyStoreResource, view: _DagsterView, target: _Target
+    instance: dg.DagsterInstance,
+    resource: MetaxyStoreResource,
+    view: _DagsterView,
+    target: _Target,
+    emit: Callable[[dg.AssetObservation | dg.AssetCheckEvaluation], None] | None,
 ) -> list[FeatureObservation]:
     info, key = target.info, target.info.asset_key
     feature: type[BaseFeature] = info.feature
@@ -272,15 +281,18 @@ def _observe_asset(
                 )
             )
             view.refresh()
-        instance.report_runless_asset_event(
-            dg.AssetObservation(
-                asset_key=key,
-                partition=partition,
-                tags={DATA_VERSION_TAG: version.data_version},
-                metadata={**_metadata(found), "metaxy/reported": dg.MetadataValue.text(action)},
-            )
+        observation = dg.AssetObservation(
+            asset_key=key,
+            partition=partition,
+            tags={DATA_VERSION_TAG: version.data_version},
+            metadata={**_metadata(found), "metaxy/reported": dg.MetadataValue.text(action)},
         )
-        _report_checks(instance, view, key, partition, checks)
+        if emit is None:
+            instance.report_runless_asset_event(observation)
+        else:
+            emit(observation)
+            for evaluation in _check_evaluations(instance, key, partition, checks):
+                emit(evaluation)
         results.append(replace(found, action=action))
     return results
 
@@ -296,16 +308,12 @@ def _metadata(found: FeatureObservation) -> dict[str, Any]:
     return meta
 
 
-def _report_checks(
-    instance: dg.DagsterInstance,
-    view: _DagsterView,
-    key: dg.AssetKey,
-    partition: str | None,
-    checks: list[dg.AssetCheckResult],
-) -> None:
+def _check_evaluations(
+    instance: dg.DagsterInstance, key: dg.AssetKey, partition: str | None, checks: list[dg.AssetCheckResult]
+) -> list[dg.AssetCheckEvaluation]:
     """The built-in checks' results, attached to the asset's latest materialization."""
     if not checks:
-        return
+        return []
     record = instance.fetch_materializations(
         dg.AssetRecordsFilter(asset_key=key, asset_partitions=[partition] if partition else None), limit=1
     ).records
@@ -316,19 +324,19 @@ def _report_checks(
         if record
         else None
     )
-    for result in checks:
-        instance.report_runless_asset_event(
-            dg.AssetCheckEvaluation(
-                asset_key=key,
-                check_name=str(result.check_name),
-                passed=bool(result.passed),
-                metadata=dict(result.metadata or {}),
-                target_materialization_data=target,
-                severity=result.severity,
-                description=result.description,
-                partition=partition,
-            )
+    return [
+        dg.AssetCheckEvaluation(
+            asset_key=key,
+            check_name=str(result.check_name),
+            passed=bool(result.passed),
+            metadata=dict(result.metadata or {}),
+            target_materialization_data=target,
+            severity=result.severity,
+            description=result.description,
+            partition=partition,
         )
+        for result in checks
+    ]
 
 
 def build_metaxy_observation_job(
@@ -350,7 +358,9 @@ def build_metaxy_observation_job(
     @dg.op(name=f"{name}_step", required_resource_keys={store_resource_key}, out=dg.Out(dg.Nothing))
     def observe(context: dg.OpExecutionContext) -> dg.Output[None]:
         resource: MetaxyStoreResource = getattr(context.resources, store_resource_key)
-        found = observe_metaxy_assets(context.instance, resource, chosen, log=context.log.info)
+        found = observe_metaxy_assets(
+            context.instance, resource, chosen, log=context.log.info, record=context.log_event
+        )
         reported = [f.summary() for f in found if f.action != NOTHING]
         # The step's output carries the summary as metadata (shown on the run page); no value is stored.
         return dg.Output(
@@ -403,6 +413,7 @@ def build_metaxy_observation_sensor(
     """A sensor that runs an observation pass on each tick, without launching runs.
 
     The events are recorded as the daemon evaluates the sensor; the tick says what was reported.
+    Check results are recorded by the job only (:func:`build_metaxy_observation_job`): they need a run.
     """
     chosen = list(assets)
     _targets(chosen)

@@ -39,8 +39,16 @@ def latest_check(instance: dg.DagsterInstance, asset_key: dg.AssetKey, name: str
 
 
 def run_pass(instance: dg.DagsterInstance, res: dict[str, Any], assets: list[Any]) -> dict[str, str]:
-    found = mxd.observe_metaxy_assets(instance, res["metaxy_store"], assets)
-    return {f.asset_key.path[-1] + (f"[{f.partition}]" if f.partition else ""): f.action for f in found}
+    """Run the observation job; asset[partition] -> what it reported (from its observations)."""
+    job = mxd.build_metaxy_observation_job(assets)
+    result = job.execute_in_process(instance=instance, resources={"metaxy_store": res["metaxy_store"]})
+    assert result.success
+    found = {}
+    for event in result.get_asset_observation_events():
+        obs = event.asset_observation_data.asset_observation
+        name = obs.asset_key.path[-1] + (f"[{obs.partition}]" if obs.partition else "")
+        found[name] = obs.metadata["metaxy/reported"].value
+    return found
 
 
 def test_faces_left_unsynced_by_an_audio_change_is_resynced_without_a_run(
@@ -212,6 +220,8 @@ def test_partitions_are_observed_one_by_one(
     assert check.evaluation.partition == "test"
     assert check.evaluation.passed is False
     assert check.evaluation.metadata["new"].value == 1
+    # Observing again (check results per partition recorded once per run) reports nothing new.
+    assert set(run_pass(instance, res, assets).values()) == {NOTHING}
 
 
 def test_sensor_and_schedule(
