@@ -46,7 +46,9 @@ from dagster._core.definitions.asset_checks.asset_check_evaluation import (
 from dagster._core.definitions.assets.graph.asset_graph import AssetGraph
 from dagster._core.definitions.data_version import (
     CODE_VERSION_TAG,
+    DATA_VERSION_IS_USER_PROVIDED_TAG,
     DATA_VERSION_TAG,
+    DEFAULT_DATA_VERSION,
     NULL_EVENT_POINTER,
     CachingStaleStatusResolver,
     StaleStatus,
@@ -150,7 +152,8 @@ class _DagsterView:
     def current_provenance(self, key: dg.AssetKey, fallback_code_version: str | None) -> dict[str, str]:
         """Provenance tags as a materialization made now would record them."""
         node = self.graph.get(key)
-        tags: dict[str, str] = {}
+        # metaxy data versions are given by the asset, not derived by Dagster from its inputs
+        tags: dict[str, str] = {DATA_VERSION_IS_USER_PROVIDED_TAG: "true"}
         code_version = node.code_version or fallback_code_version
         if code_version is not None:
             tags[CODE_VERSION_TAG] = code_version
@@ -165,7 +168,7 @@ class _DagsterView:
             else:
                 record = self.latest(dep, None)
                 version = self.resolver.get_current_data_version(dep).value
-            tags[get_input_data_version_tag(dep)] = version or "INITIAL"
+            tags[get_input_data_version_tag(dep)] = version or DEFAULT_DATA_VERSION.value
             tags[get_input_event_pointer_tag(dep)] = str(record.storage_id) if record else NULL_EVENT_POINTER
         return tags
 
