@@ -14,7 +14,7 @@ import metaxy_core as mx
 import metaxy_dagster as mxd
 from metaxy_dagster.observations import DATA_VERSION_CHANGED, NOTHING, RESYNCED
 from tests.dagster.pipeline import Features, Samples, build_assets, counts, materialization_metadata
-from tests.dagster.test_automation import Ticks, _with_condition
+from tests.dagster.test_automation import _with_condition
 
 FRESH, STALE = "FRESH", "STALE"
 
@@ -95,19 +95,52 @@ def test_faces_left_unsynced_by_an_audio_change_is_resynced_without_a_run(
     assert run_pass(instance, res, assets) == {k: NOTHING for k in ("raw", "chunk", "faces", "stt")}
 
 
-def test_resync_does_not_trigger_downstream_automation(
-    features: Features, samples: Samples, instance: dg.DagsterInstance, res: dict[str, Any]
+def test_a_resync_does_not_trigger_downstream_automation(
+    features: Features, samples: Samples, instance: dg.DagsterInstance, res: dict[str, Any], database: str
 ) -> None:
-    assets = _with_condition(build_assets(features, samples), mxd.metaxy_automation_condition())
-    raw, chunk, _faces, stt = assets
+    """faces is re-synced by a reported materialization with its data version unchanged, so its child
+    is not requested by the metaxy condition; a reported *new* data version does request it."""
+
+    class FaceCount(
+        mx.BaseFeature,
+        spec=mx.FeatureSpec(
+            key="video/face_count", id_columns=["video_chunk_id"], deps=[features.Faces], fields=["total"]
+        ),
+    ):
+        video_chunk_id: str
+        total: int
+
+    @mxd.metaxy_asset(FaceCount)
+    def face_count(increment: mxd.MetaxyIncrement) -> pl.DataFrame:
+        return increment.to_process().select("video_chunk_id", pl.lit(1).alias("total"))
+
+    assets = _with_condition(
+        [*build_assets(features, samples), face_count], mxd.metaxy_automation_condition()
+    )
+    raw, chunk, _faces, stt, _count = assets
     dg.materialize(assets, instance=instance, resources=res)
-    ticks = Ticks(dg.Definitions(assets=assets, resources=res), instance)
-    assert ticks.requested() == set()
+    defs = dg.Definitions(assets=assets, resources=res)
+    cursor = None
+
+    def requested() -> set[str]:
+        nonlocal cursor
+        result = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=cursor)
+        cursor = result.cursor
+        return {a.key.path[-1] for a in assets[1:] if result.get_num_requested(a.key)}
+
+    assert requested() == set()
     samples.videos["v1"] = ("a1-edited", "f1")
     dg.materialize(assets, instance=instance, resources=res, selection=[raw, chunk, stt])
-    ticks.requested()  # the audio change is handled (faces may be requested once, as a no-op)
+    requested()  # the audio change is handled here (faces, and face_count with it, requested once)
     assert run_pass(instance, res, assets)["faces"] == RESYNCED
-    assert ticks.requested() == set()  # faces' data version did not move: nothing downstream fires
+    assert requested() == set()
+
+    # The condition is live: faces' rows of v2 deleted outside Dagster, the observation reports
+    # faces' new data version, and its child is requested.
+    with mx.DuckDBMetadataStore(database) as store:
+        store.delete(features.Faces, filters="video_chunk_id = 'v2_0'", soft=False)
+    assert run_pass(instance, res, assets)["faces"] == DATA_VERSION_CHANGED
+    assert requested() == {"face_count"}
 
 
 def test_a_delete_outside_dagster_is_learned_at_the_next_observation(
