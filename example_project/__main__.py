@@ -58,38 +58,60 @@ def run(verbose: bool = False) -> int:
     from example_project.definitions import defs, store
 
     instance = dg.DagsterInstance.get()
-    started = time.perf_counter()
     # Dagster's step logs go to the instance either way; keep the console quiet unless asked.
     run_config = {"loggers": {"console": {"config": {"log_level": "DEBUG" if verbose else "WARNING"}}}}
-    result = defs.resolve_implicit_global_asset_job_def().execute_in_process(
-        instance=instance, run_config=run_config, raise_on_error=False
-    )
-    elapsed = time.perf_counter() - started
+    job = defs.resolve_implicit_global_asset_job_def()
+    graph = defs.resolve_asset_graph()
+    keys = sorted(graph.materializable_asset_keys)
+    partitioned = [k for k in keys if graph.get(k).is_partitioned]
+    # One run for the unpartitioned assets, then one run per partition of each partitioned asset
+    # (video/embedding: train, then test).
+    plans: list[tuple[list[dg.AssetKey], str | None]] = [([k for k in keys if k not in partitioned], None)]
+    for key in partitioned:
+        partitions_def = graph.get(key).partitions_def
+        assert partitions_def is not None
+        plans += [([key], p) for p in partitions_def.get_partition_keys(dynamic_partitions_store=instance)]
+    results = []
+    for keys, partition in plans:
+        started = time.perf_counter()
+        result = job.execute_in_process(
+            instance=instance,
+            run_config=run_config,
+            asset_selection=keys,
+            partition_key=partition,
+            raise_on_error=False,
+        )
+        results.append((result, partition, time.perf_counter() - started))
     rows = []
     order = {str(k): i for i, k in enumerate(mx.FeatureGraph.get_active().topological_order())}
     graph_meta: dict[str, Any] = {}
-    for event in result.get_asset_materialization_events():
-        mat = event.materialization
-        meta = {k: getattr(v, "value", v) for k, v in mat.metadata.items()}
-        key = mat.asset_key.to_user_string()
-        if "metaxy/new" not in meta:
-            graph_meta = meta
-            continue
-        changed = ", ".join(f"{k}:{v}" for k, v in meta["metaxy/changed_fields"].items()) or "-"
-        rows.append(
-            [
-                key,
-                meta["metaxy/new"],
-                meta["metaxy/stale"],
-                meta["metaxy/orphaned"],
-                meta["metaxy/written"],
-                meta["dagster/row_count"],
-                changed,
-                mat.tags.get("dagster/data_version", ""),
-            ]
-        )
-    rows.sort(key=lambda r: order.get(r[0], len(order)))
-    print(f"\nRun {result.run_id} {'succeeded' if result.success else 'FAILED'} in {elapsed:.1f}s\n")
+    for result, partition, _ in results:
+        for event in result.get_asset_materialization_events():
+            mat = event.materialization
+            meta = {k: getattr(v, "value", v) for k, v in mat.metadata.items()}
+            key = mat.asset_key.to_user_string()
+            if "metaxy/new" not in meta:
+                graph_meta = meta
+                continue
+            changed = ", ".join(f"{k}:{v}" for k, v in meta["metaxy/changed_fields"].items()) or "-"
+            rows.append(
+                [
+                    key + (f"[{partition}]" if partition else ""),
+                    meta["metaxy/new"],
+                    meta["metaxy/stale"],
+                    meta["metaxy/orphaned"],
+                    meta["metaxy/written"],
+                    meta["dagster/row_count"],
+                    changed,
+                    mat.tags.get("dagster/data_version", ""),
+                ]
+            )
+    rows.sort(key=lambda r: order.get(r[0].split("[")[0], len(order)))  # partitions stay in run order
+    print()
+    for result, partition, elapsed in results:
+        what = f"partition {partition}" if partition else "unpartitioned assets"
+        print(f"Run {result.run_id} ({what}) {'succeeded' if result.success else 'FAILED'} in {elapsed:.1f}s")
+    print()
     print(
         _table(
             ["asset", "new", "stale", "orphaned", "written", "rows", "changed fields", "data version"], rows
@@ -103,15 +125,10 @@ def run(verbose: bool = False) -> int:
     print(f"\nMetadata store : {store.describe()} -> {getattr(store.get_store(), 'database', '')}")
     print(f"Dagster home   : {home}")
     print(f"Open the UI    : DAGSTER_HOME={home} dagster dev -w workspace.yaml")
-    if not result.success:
-        for event in result.all_events:
-            if event.is_step_failure:
-                print(
-                    f"\nFAILED {event.step_key}: {event.step_failure_data.error.message.strip()}",
-                    file=sys.stderr,
-                )
-        return 1
-    return 0
+    failed = [event for result, _, _ in results for event in result.all_events if event.is_step_failure]
+    for event in failed:
+        print(f"\nFAILED {event.step_key}: {event.step_failure_data.error.message.strip()}", file=sys.stderr)
+    return 1 if failed or not all(result.success for result, _, _ in results) else 0
 
 
 def status() -> int:

@@ -20,7 +20,7 @@ def raw_videos(context: dg.AssetExecutionContext, increment: mxd.MetaxyIncrement
     """Register the videos on disk: new and changed ones are (re)written, unchanged ones skipped."""
     todo = increment.to_process()
     context.log.info(f"registering {todo.height} video(s): {todo['video_id'].to_list()}")
-    return todo.select("video_id", "path", "duration_s")
+    return todo.select("video_id", "path", "duration_s", "split")
 
 
 def video_chunks(context: dg.AssetExecutionContext, increment: mxd.MetaxyIncrement) -> pl.DataFrame:
@@ -51,6 +51,17 @@ def transcripts(increment: mxd.MetaxyIncrement) -> pl.DataFrame:
     text = pl.col("path").map_elements(media.transcribe, return_dtype=pl.String)
     return todo.select("video_id", text.alias("transcription")).with_columns(
         pl.col("transcription").str.split(" ").list.len().cast(pl.Int64).alias("words")
+    )
+
+
+def embeddings(context: dg.AssetExecutionContext, increment: mxd.MetaxyIncrement) -> pl.DataFrame:
+    """Embed the new or changed videos of this run's split (a partition run only sees its own videos)."""
+    todo = increment.to_process()
+    context.log.info(f"split {context.partition_key}: embedding {todo.height} video(s)")
+    return todo.select(
+        "video_id",
+        "split",
+        pl.col("path").map_elements(media.embed, return_dtype=pl.String).alias("embedding"),
     )
 
 

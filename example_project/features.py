@@ -1,7 +1,8 @@
 """The features of the video pipeline (video expansion into chunks, plus speech to text).
 
 video/raw ──expansion──▶ video/chunk ──▶ video/faces   (faces reads frames only)
-    └──────────────────▶ video/stt                     (transcription reads audio only)
+    ├──────────────────▶ video/stt                     (transcription reads audio only)
+    └──────────────────▶ video/embedding               (frames only; partitioned by train/test split)
 """
 
 import metaxy_core as mx
@@ -21,6 +22,8 @@ class Video(
     video_id: str
     path: str
     duration_s: int
+    split: str
+    """'train' or 'test': fixed per video (a hash of its id), so a video never changes split."""
 
 
 class VideoChunk(
@@ -82,3 +85,22 @@ class SpeechToText(
     video_id: str
     transcription: str
     words: int
+
+
+class VideoEmbedding(
+    mx.BaseFeature,
+    spec=mx.FeatureSpec(
+        key="video/embedding",
+        id_columns=["video_id"],
+        deps=[mx.FeatureDep(feature=Video, columns=["path", "split"])],
+        fields=[
+            mx.FieldSpec("embedding", code_version="1", deps=[mx.FieldDep(feature=Video, fields=["frames"])])
+        ],
+    ),
+):
+    """A small vector per video from its frames, for training a model; the asset is partitioned by the
+    video's split, so the train and test sets are computed (and shown) separately."""
+
+    video_id: str
+    split: str
+    embedding: str

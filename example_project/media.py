@@ -92,6 +92,12 @@ def edit_track(video_id: str, track: str) -> None:
     write_video(video_id, duration_s=video["duration_s"], audio=video["audio"], frames=video["frames"])
 
 
+def split_of(video_id: str) -> str:
+    """'test' for about a quarter of the videos, 'train' for the others; fixed by a hash of the id."""
+    bucket = int(hashlib.sha256(f"split/{video_id}".encode()).hexdigest(), 16) % 4
+    return "test" if bucket == 0 else "train"
+
+
 def list_video_ids() -> list[str]:
     return sorted(p.name.removesuffix(".video.json") for p in videos_dir().glob("*.video.json"))
 
@@ -106,6 +112,7 @@ def list_videos() -> pl.DataFrame:
                 "video_id": video["video_id"],
                 "path": str(path),
                 "duration_s": video["duration_s"],
+                "split": split_of(video["video_id"]),
                 "metaxy_provenance_by_field": {
                     "audio": _digest(video["audio"]),
                     "frames": _digest(video["frames"]),
@@ -118,6 +125,7 @@ def list_videos() -> pl.DataFrame:
             "video_id": pl.String,
             "path": pl.String,
             "duration_s": pl.Int64,
+            "split": pl.String,
             "metaxy_provenance_by_field": pl.Struct({"audio": pl.String, "frames": pl.String}),
         },
     )
@@ -146,3 +154,12 @@ def count_faces(chunk_path: str) -> int:
 
 def transcribe(video_path: str) -> str:
     return read_video(video_path)["audio"]
+
+
+def embed(video_path: str) -> str:
+    """A stand-in embedding of the frames track: four numbers as a JSON list."""
+    frames = read_video(video_path)["frames"]
+    halves = [frames[: len(frames) // 2], frames[len(frames) // 2 :]]
+    values = [len(frames) / 60, frames.count("F") / max(len(frames), 1)]
+    values += [h.count("F") / max(len(h), 1) for h in halves]
+    return json.dumps([round(v, 4) for v in values])

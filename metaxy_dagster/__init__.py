@@ -40,6 +40,11 @@ from metaxy_dagster.io_manager import MetaxyIOManager as MetaxyIOManager
 from metaxy_dagster.io_manager import MetaxyWriteReport as MetaxyWriteReport
 from metaxy_dagster.metaxify import column_lineage as column_lineage
 from metaxy_dagster.metaxify import metaxify as metaxify
+from metaxy_dagster.observations import FeatureObservation as FeatureObservation
+from metaxy_dagster.observations import build_metaxy_observation_job as build_metaxy_observation_job
+from metaxy_dagster.observations import build_metaxy_observation_schedule as build_metaxy_observation_schedule
+from metaxy_dagster.observations import build_metaxy_observation_sensor as build_metaxy_observation_sensor
+from metaxy_dagster.observations import observe_metaxy_assets as observe_metaxy_assets
 from metaxy_dagster.partitions import add_dynamic_partitions as add_dynamic_partitions
 from metaxy_dagster.partitions import dynamic_partitions_request as dynamic_partitions_request
 from metaxy_dagster.pipes import MetaxyPipesResult as MetaxyPipesResult

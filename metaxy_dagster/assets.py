@@ -31,11 +31,11 @@ from metaxy_core.feature import BaseFeature
 from metaxy_core.graph import FeatureGraph
 from metaxy_dagster import metadata as md
 from metaxy_dagster.checks import builtin_check_specs, check_results, selected_builtin_checks
+from metaxy_dagster.data_versions import feature_data_version
 from metaxy_dagster.errors import MetaxyDefinitionError
 from metaxy_dagster.io_manager import (
     MetaxyIncrement,
     MetaxyIOManager,
-    MetaxyWriteReport,
     SamplesProvider,
     previous_materialization_metadata,
     register_feature,
@@ -58,6 +58,8 @@ class MetaxyAssetInfo:
     asset_key: dg.AssetKey
     samples: SamplesProvider | None
     observable: bool
+    partition_by: PartitionBy | None = None
+    check_severity: dg.AssetCheckSeverity = dg.AssetCheckSeverity.WARN
 
 
 # Feature key string -> info of the latest asset built for it (used when only a feature is given).
@@ -390,7 +392,15 @@ def _build_asset(
         required_resource_keys={io_manager_key, *resource_keys},
         **{k: options.pop(k) for k in _OP_OPTIONS if k in options},
     )(compute)
-    _register(MetaxyAssetInfo(feature, asset_key, samples, observable=False), asset)
+    info = MetaxyAssetInfo(
+        feature,
+        asset_key,
+        samples,
+        observable=False,
+        partition_by=partition_by,
+        check_severity=check_severity,
+    )
+    _register(info, asset)
     return asset
 
 
@@ -464,11 +474,16 @@ def metaxy_observable_source(
     store_resource_key: str = DEFAULT_STORE_KEY,
     **kwargs: Any,
 ) -> dg.SourceAsset:
-    """A root feature as an observable source asset.
+    """A root feature written outside Dagster, as an observable source asset.
 
-    Each observation lists the samples (``samples()``), writes the new and stale ones to the store
-    and reports the aggregate data version of the stored samples, so downstream assets turn stale in
-    Dagster exactly when the root's samples changed.
+    Use it when something else writes the root feature's metadata (an ingestion service, a script
+    using the store directly); to have Dagster write it, use ``metaxy_asset(Feature, samples=...)``.
+
+    An observation only reads: it reports the aggregate data version of the samples stored for the
+    feature (:func:`metaxy_dagster.feature_data_version`), so downstream assets turn "Unsynced" in
+    Dagster exactly when the stored samples changed. As metadata it adds the stored row count and how
+    many samples ``samples()`` lists that are new, stale or orphaned compared with the store (counted
+    in the store's engine): samples the writer has yet to store. Nothing is written.
     """
     if feature.spec.deps:
         raise MetaxyDefinitionError(
@@ -480,17 +495,21 @@ def metaxy_observable_source(
     register_feature(feature)
 
     def observe(context: dg.AssetExecutionContext) -> dg.ObserveResult:
-        store: MetaxyStoreResource = getattr(context.resources, store_resource_key)
-        report: MetaxyWriteReport = MetaxyIOManager(store=store).write_samples(
-            feature, _call_samples(samples, feature), materialization_id=context.run_id
-        )
+        resource: MetaxyStoreResource = getattr(context.resources, store_resource_key)
+        listed = _call_samples(samples, feature)
+        with resource.open() as store:
+            version = feature_data_version(store, feature)
+            counts = store.resolve_update(feature, samples=listed, lazy=True).counts()
         context.log.info(
-            f"{feature.spec.key}: new={report.counts['new']} stale={report.counts['stale']} "
-            f"orphaned={report.counts['orphaned']} written={report.written}"
+            f"{feature.spec.key}: stored={version.row_count} data_version={version.data_version}; listed "
+            f"samples not stored yet: new={counts['new']} stale={counts['stale']} orphaned={counts['orphaned']}"
         )
-        meta = report.metadata()
-        meta.pop("metaxy/definition_diff", None)
-        return dg.ObserveResult(data_version=report.data_version.as_dagster(), metadata=meta)
+        meta = {
+            "metaxy/data_version": dg.MetadataValue.text(version.data_version),
+            "dagster/row_count": dg.MetadataValue.int(version.row_count),
+            **{f"metaxy/{k}": dg.MetadataValue.int(v) for k, v in counts.items()},
+        }
+        return dg.ObserveResult(data_version=version.as_dagster(), metadata=meta)
 
     tags = {**spec.tags, **{f"dagster/kind/{k}": "" for k in spec.kinds}}
     with warnings.catch_warnings():

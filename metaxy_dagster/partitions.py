@@ -14,7 +14,7 @@ body may return, the built-in checks and the data version. A run over several pa
 step (a backfill with ``BackfillPolicy.single_run()``) resolves them all at once.
 """
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import dagster as dg
@@ -85,13 +85,25 @@ def partition_filters(context: dg.AssetExecutionContext, partition_by: Partition
         if result is None:
             return []
         return list(result) if isinstance(result, list | tuple) else [result]
-    keys = context.partition_keys
+    return filters_for_keys(context.assets_def.partitions_def, partition_by, context.partition_keys) or []
+
+
+def filters_for_keys(
+    partitions_def: dg.PartitionsDefinition | None, partition_by: PartitionBy | None, keys: Sequence[str]
+) -> list[Any] | None:
+    """The filters selecting the samples of partitions ``keys``, without a run context.
+
+    None when ``partition_by`` is a callable (it needs the run's context) or there is no partitioning.
+    """
+    if partition_by is None or partitions_def is None or not keys:
+        return None
     if isinstance(partition_by, str):
         column = nw.col(partition_by)
-        return [column == keys[0] if len(keys) == 1 else column.is_in(keys)]
-    multi = context.assets_def.partitions_def
-    assert isinstance(multi, dg.MultiPartitionsDefinition)
-    by_dimension = [multi.get_partition_key_from_str(k) for k in keys]
+        return [column == keys[0] if len(keys) == 1 else column.is_in(list(keys))]
+    if not isinstance(partition_by, Mapping):
+        return None
+    assert isinstance(partitions_def, dg.MultiPartitionsDefinition)
+    by_dimension = [partitions_def.get_partition_key_from_str(k) for k in keys]
     if len(by_dimension) == 1:
         dims = by_dimension[0].keys_by_dimension
         return [nw.col(partition_by[d]) == value for d, value in dims.items()]

@@ -54,7 +54,7 @@ def _managed(
         pairs.append((feature, translator.get_asset_key(feature)))
     for asset in assets or ():
         if isinstance(asset, dg.SourceAsset):
-            continue  # observable roots are written by their own observations
+            continue  # observable roots are written outside Dagster; there is nothing to launch
         info = info_of_asset(asset)
         for spec in asset.specs:
             key = feature_key_of(dict(spec.metadata))

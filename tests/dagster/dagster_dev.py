@@ -136,21 +136,26 @@ class DagsterDev:
         return time.perf_counter() - started
 
     # -- runs ------------------------------------------------------------------------------------
-    def launch(self, asset_paths: list[list[str]]) -> str:
+    def launch(
+        self, asset_paths: list[list[str]], *, job: str = "__ASSET_JOB", tags: dict[str, str] | None = None
+    ) -> str:
+        """Launch a run of ``job`` (the assets of ``asset_paths`` for the asset job); ``tags`` such as
+        ``{"dagster/partition": "train"}`` go on the run."""
+        selector: dict[str, Any] = {
+            "repositoryLocationName": LOCATION,
+            "repositoryName": REPOSITORY,
+            "pipelineName": job,
+        }
+        if asset_paths:
+            selector["assetSelection"] = [{"path": p} for p in asset_paths]
+        params: dict[str, Any] = {"selector": selector}
+        if tags:
+            params["executionMetadata"] = {"tags": [{"key": k, "value": v} for k, v in tags.items()]}
         data = self.graphql(
             "mutation($p: ExecutionParams!) { launchRun(executionParams: $p) { __typename "
             "... on LaunchRunSuccess { run { runId } } ... on PythonError { message } "
             "... on RunConfigValidationInvalid { errors { message } } ... on InvalidSubsetError { message } } }",
-            {
-                "p": {
-                    "selector": {
-                        "repositoryLocationName": LOCATION,
-                        "repositoryName": REPOSITORY,
-                        "pipelineName": "__ASSET_JOB",
-                        "assetSelection": [{"path": p} for p in asset_paths],
-                    }
-                }
-            },
+            {"p": params},
         )
         result = data["launchRun"]
         if result["__typename"] != "LaunchRunSuccess":
@@ -213,6 +218,35 @@ class DagsterDev:
         return {
             c["name"]: (c["executionForLatestMaterialization"] or {}).get("status", "NONE") for c in checks
         }
+
+    def partitions(self, path: list[str]) -> dict[str, Any]:
+        """Partition stats and the partitions by status of a partitioned asset, as the UI shows them."""
+        data = self.graphql(
+            "query($k: AssetKeyInput!) { assetNodeOrError(assetKey: $k) { ... on AssetNode { "
+            "partitionStats { numMaterialized numPartitions numFailed } "
+            "assetPartitionStatuses { ... on DefaultPartitionStatuses { materializedPartitions "
+            "unmaterializedPartitions failedPartitions } } } } }",
+            {"k": {"path": path}},
+        )
+        node = data["assetNodeOrError"]
+        return {**node["partitionStats"], **node["assetPartitionStatuses"]}
+
+    def data_version(self, path: list[str], partition: str | None = None) -> str | None:
+        data = self.graphql(
+            "query($k: AssetKeyInput!, $p: String) { assetNodeOrError(assetKey: $k) { ... on AssetNode "
+            "{ dataVersion(partition: $p) } } }",
+            {"k": {"path": path}, "p": partition},
+        )
+        return data["assetNodeOrError"]["dataVersion"]
+
+    def latest_materialization_tags(self, path: list[str]) -> dict[str, str]:
+        data = self.graphql(
+            "query($k: AssetKeyInput!) { assetOrError(assetKey: $k) { ... on Asset { assetMaterializations(limit: 1) "
+            "{ runId tags { key value } } } } }",
+            {"k": {"path": path}},
+        )
+        (mat,) = data["assetOrError"]["assetMaterializations"]
+        return {"runId": mat["runId"], **{t["key"]: t["value"] for t in mat["tags"]}}
 
     # -- sensors ---------------------------------------------------------------------------------
     def start_sensor(self, name: str) -> None:

@@ -23,7 +23,9 @@ pytestmark = pytest.mark.slow
 
 REPO = Path(__file__).resolve().parents[2]
 ALL_ASSETS = [["video", "raw"], ["video", "chunk"], ["video", "faces"], ["video", "stt"], ["metaxy", "graph"]]
+EMBEDDING = ["video", "embedding"]  # partitioned by split: launched per partition
 SENSOR = "metaxy_sensor"
+OBSERVE_JOB = "metaxy_observe"
 FIGURES: dict[str, float] = {}
 
 
@@ -59,7 +61,8 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Project]:
         METAXY_STORES__DEV__CONFIG__DATABASE=str(root / "data" / "meta.duckdb"),
         EXAMPLE_SENSOR_INTERVAL="5",
         EXAMPLE_SENSOR_STATUS="stopped",
-        PYTHONPATH=str(root),
+        # the copied project first, then this checkout (its metaxy packages, not an installed copy)
+        PYTHONPATH=os.pathsep.join([str(root), str(REPO)]),
     )
     server = DagsterDev(root / "workspace.yaml", root, env, root / "dagster_dev.log")
     # The test process writes videos with the copied project's own helpers.
@@ -93,9 +96,20 @@ def _tags(run: dict[str, Any]) -> dict[str, str]:
     return {t["key"]: t["value"] for t in run["tags"]}
 
 
+def _statuses(server: DagsterDev) -> dict[str, str]:
+    """Stale status of the unpartitioned assets (a partitioned asset has one per partition)."""
+    return {k: v for k, v in server.stale_statuses().items() if k != "/".join(EMBEDDING)}
+
+
+def _observe(server: DagsterDev) -> None:
+    status, seconds = server.wait_run(server.launch([], job=OBSERVE_JOB))
+    FIGURES["observe_run_s"] = seconds
+    assert status == "SUCCESS", server.log()[-4000:]
+
+
 def test_dagster_dev_end_to_end(project: Project) -> None:
     server, media = project.server, project.media
-    assert server.stale_statuses() == {
+    assert _statuses(server) == {
         k: "MISSING" for k in ("video/raw", "video/chunk", "video/faces", "video/stt", "metaxy/graph")
     }
 
@@ -116,12 +130,44 @@ def test_dagster_dev_end_to_end(project: Project) -> None:
     faces = server.latest_metadata(["video", "faces"])
     assert (faces["metaxy/new"], faces["metaxy/written"], faces["dagster/row_count"]) == (13, 13, 13)
     assert "| feature | version |" in server.latest_metadata(["metaxy", "graph"])["metaxy/graph"]
-    assert set(server.stale_statuses().values()) == {"FRESH"}
+    assert set(_statuses(server).values()) == {"FRESH"}
     # the built-in checks ran with each materialization
     assert server.check_statuses(["video", "chunk"]) == {
         "metaxy_in_sync": "SUCCEEDED",
         "metaxy_no_orphans": "SUCCEEDED",
     }
+
+    # 1b. The partitioned feature, one split at a time (as the UI's partition picker launches it):
+    # each run computes only its split's videos (v001 is in test, v002 and v003 in train).
+    assert server.partitions(EMBEDDING) == {
+        "numMaterialized": 0,
+        "numPartitions": 2,
+        "numFailed": 0,
+        "materializedPartitions": [],
+        "unmaterializedPartitions": ["train", "test"],
+        "failedPartitions": [],
+    }
+    for split, videos, done in (("train", 2, ["train"]), ("test", 1, ["train", "test"])):
+        status, _ = server.wait_run(server.launch([EMBEDDING], tags={"dagster/partition": split}))
+        assert status == "SUCCESS", server.log()[-4000:]
+        meta = server.latest_metadata(EMBEDDING)
+        assert (meta["metaxy/new"], meta["metaxy/written"], meta["dagster/row_count"]) == (
+            videos,
+            videos,
+            videos,
+        )
+        parts = server.partitions(EMBEDDING)
+        assert (parts["numMaterialized"], sorted(parts["materializedPartitions"])) == (
+            len(done),
+            sorted(done),
+        )
+        assert server.check_statuses(EMBEDDING) == {
+            "metaxy_in_sync": "SUCCEEDED",
+            "metaxy_no_orphans": "SUCCEEDED",
+        }
+    versions = {split: server.data_version(EMBEDDING, split) for split in ("train", "test")}
+    assert None not in versions.values()
+    assert versions["train"] != versions["test"]  # one data version per partition
 
     # 2. A data change: v002's audio is re-encoded. Only raw runs; its direct children turn stale.
     media.edit_track("v002", "audio")
@@ -134,7 +180,7 @@ def test_dagster_dev_end_to_end(project: Project) -> None:
         1,
         {"audio": 1},
     )
-    assert server.stale_statuses() == {
+    assert _statuses(server) == {
         "video/raw": "FRESH",
         "video/chunk": "STALE",
         "video/faces": "FRESH",
@@ -154,7 +200,7 @@ def test_dagster_dev_end_to_end(project: Project) -> None:
     assert tags["metaxy/video__chunk"] == "new=0 stale=1 orphaned=0"
     assert tags["metaxy/video__stt"] == "new=0 stale=1 orphaned=0"
     assert server.latest_metadata(["video", "stt"])["metaxy/changed_fields"] == {"transcription": 1}
-    statuses = server.stale_statuses()
+    statuses = _statuses(server)
     # faces reads frames only: metaxy has nothing for it to do, Dagster's asset-level view says Unsynced.
     assert statuses == {
         "video/raw": "FRESH",
@@ -165,10 +211,18 @@ def test_dagster_dev_end_to_end(project: Project) -> None:
     }
     server.stop_sensor(SENSOR)
 
+    # 3b. The observation job makes Dagster agree with the store without running faces: faces is in
+    # sync with its upstream in the store, so it is Fresh again and keeps its data version.
+    faces_version = server.data_version(["video", "faces"])
+    _observe(server)
+    assert set(_statuses(server).values()) == {"FRESH"}
+    assert server.data_version(["video", "faces"]) == faces_version
+    assert server.latest_materialization_tags(["video", "faces"])["metaxy/observed"] == "provenance"
+
     # 4. A code change: the transcription code version 1 -> 2, then reload the code location.
     project.bump_code_version('"transcription", code_version="1"', '"transcription", code_version="2"')
     FIGURES["reload_s"] = server.reload()
-    assert server.stale_statuses()["video/stt"] == "STALE"
+    assert _statuses(server)["video/stt"] == "STALE"
 
     # 5. The sensor picks the code change up: all three transcripts are stale now.
     seen = {r["runId"] for r in server.runs()}
@@ -184,8 +238,35 @@ def test_dagster_dev_end_to_end(project: Project) -> None:
         {"transcription": 3},
     )
     assert stt["metaxy/definition_diff"].splitlines()[-1].endswith("| code version 1 → 2 |")
-    assert server.stale_statuses()["video/stt"] == "FRESH"
+    assert _statuses(server)["video/stt"] == "FRESH"
     server.stop_sensor(SENSOR)
+
+
+def test_observation_learns_a_delete_made_outside_dagster(project: Project) -> None:
+    """A delete through the store's API, no Dagster involved: the next observation reports chunk's new
+    data version, faces turns Unsynced and chunk's in-sync check fails (v003's chunks are missing)."""
+    import metaxy_core as mx
+    from example_project.features import VideoChunk
+
+    server = project.server
+    _observe(server)  # whatever the previous test left, Dagster agrees with the store now
+    before = server.data_version(["video", "chunk"])
+    assert _statuses(server)["video/faces"] == "FRESH"
+    with mx.DuckDBMetadataStore(str(project.root / "data" / "meta.duckdb")) as store:
+        assert store.delete(VideoChunk, filters="video_id = 'v003'", soft=False) > 0
+    assert _statuses(server)["video/faces"] == "FRESH"  # Dagster has not noticed yet
+
+    _observe(server)
+    assert server.data_version(["video", "chunk"]) not in (before, None)
+    assert server.latest_materialization_tags(["video", "chunk"])["metaxy/observed"] == "data_version"
+    assert _statuses(server)["video/faces"] == "STALE"
+    assert server.check_statuses(["video", "chunk"])["metaxy_in_sync"] == "FAILED"
+
+    # Recomputing chunk brings v003's chunks back: the same data version as before the delete.
+    status, _ = server.wait_run(server.launch([["video", "chunk"]]))
+    assert status == "SUCCESS", server.log()[-4000:]
+    assert server.data_version(["video", "chunk"]) == before
+    assert _statuses(server)["video/faces"] == "FRESH"
 
 
 def test_lineage_in_the_browser_shows_features_and_unsynced(project: Project) -> None:
@@ -200,9 +281,11 @@ def test_lineage_in_the_browser_shows_features_and_unsynced(project: Project) ->
     # Make chunk and stt Unsynced: a new audio track, only raw re-materialized.
     media.edit_track("v001", "audio")
     assert server.wait_run(server.launch([["video", "raw"]]))[0] == "SUCCESS"
-    statuses = server.stale_statuses()
+    # The observation job re-evaluates every check and leaves Unsynced only what has work.
+    _observe(server)
+    statuses = _statuses(server)
     assert statuses["video/chunk"] == statuses["video/stt"] == "STALE"
-    # faces may be Unsynced too (left so by the previous test: it reads frames only).
+    assert statuses["video/faces"] == "FRESH"
     expected_badges = sum(1 for k, v in statuses.items() if k.startswith("video/") and v == "STALE")
 
     out_dir = Path(os.environ.get("MXD_ARTIFACTS_DIR", REPO / "tmp" / "dagster_ui"))
@@ -228,12 +311,24 @@ def test_lineage_in_the_browser_shows_features_and_unsynced(project: Project) ->
             skip = page.get_by_role("button", name="Skip")  # the first-visit newsletter dialog
             with contextlib.suppress(sync_api.TimeoutError):
                 skip.click(timeout=10_000)
-            for node in ("raw", "chunk", "faces", "stt"):
+            for node in ("raw", "chunk", "faces", "stt", "embedding"):
                 page.get_by_text(node, exact=True).first.wait_for(timeout=60_000)
             unsynced = page.get_by_text("Unsynced", exact=False)
             unsynced.first.wait_for(timeout=60_000)
             assert unsynced.count() == expected_badges
             page.screenshot(path=str(screenshot))
+
+            # The partitioned feature's page: both splits materialized, and its checks.
+            page.goto(f"{server.url}/assets/video/embedding?view=partitions", timeout=90_000)
+            page.get_by_text("test", exact=True).first.wait_for(timeout=60_000)
+            page.get_by_text("train", exact=True).first.click(timeout=60_000)
+            page.get_by_text("metaxy/new", exact=True).first.wait_for(timeout=60_000)  # its metadata
+            page.screenshot(path=str(out_dir / "embedding_partitions.png"))
+            page.goto(f"{server.url}/assets/video/embedding?view=checks", timeout=90_000)
+            page.get_by_text("metaxy_in_sync", exact=True).first.wait_for(timeout=60_000)
+            page.get_by_text("metaxy_no_orphans", exact=True).first.wait_for(timeout=60_000)
+            page.wait_for_timeout(1500)
+            page.screenshot(path=str(out_dir / "embedding_checks.png"))
         finally:
             browser.close()
     assert screenshot.stat().st_size > 10_000

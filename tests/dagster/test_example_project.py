@@ -51,12 +51,17 @@ def test_python_m_example_project(example_env: dict[str, str], tmp_path: Path) -
     sections = proc.stdout.split("=== ")
     first, edit, second, status = sections[1:]
     assert "Generated 3 videos" in first
-    assert re.search(r"Run \S+ succeeded", first)
+    assert (
+        len(re.findall(r"Run \S+ \((unpartitioned assets|partition train|partition test)\) succeeded", first))
+        == 3
+    )
     # columns: new stale orphaned written rows changed-fields data-version
     rows = _rows(first)
     assert {k: v[:5] for k, v in rows.items()} == {
         "video/raw": ["3", "0", "0", "3", "3"],
         "video/chunk": ["3", "0", "0", "13", "13"],
+        "video/embedding[train]": ["2", "0", "0", "2", "2"],
+        "video/embedding[test]": ["1", "0", "0", "1", "1"],
         "video/faces": ["13", "0", "0", "13", "13"],
         "video/stt": ["3", "0", "0", "3", "3"],
     }
@@ -74,11 +79,14 @@ def test_python_m_example_project(example_env: dict[str, str], tmp_path: Path) -
     assert {k: v[:6] for k, v in rows.items()} == {
         "video/raw": ["0", "1", "0", "1", "3", "audio:1"],
         "video/chunk": ["0", "1", "0", "4", "13", "audio:1"],
+        "video/embedding[train]": ["0", "0", "0", "0", "2", "-"],
+        "video/embedding[test]": ["0", "0", "0", "0", "1", "-"],
         "video/faces": ["0", "0", "0", "0", "13", "-"],
         "video/stt": ["0", "1", "0", "1", "3", "transcription:1"],
     }
     assert _rows(status) == {
-        k: ["0", "0", "0"] for k in ("video/raw", "video/chunk", "video/faces", "video/stt")
+        k: ["0", "0", "0"]
+        for k in ("video/raw", "video/chunk", "video/embedding", "video/faces", "video/stt")
     }
 
 
@@ -114,15 +122,20 @@ def test_example_project_on_other_engines(example_env: dict[str, str], tmp_path:
     assert {k: v[:5] for k, v in _rows(first).items()} == {
         "video/raw": ["3", "0", "0", "3", "3"],
         "video/chunk": ["3", "0", "0", "13", "13"],
+        "video/embedding[train]": ["2", "0", "0", "2", "2"],
+        "video/embedding[test]": ["1", "0", "0", "1", "1"],
         "video/faces": ["13", "0", "0", "13", "13"],
         "video/stt": ["3", "0", "0", "3", "3"],
     }
     assert {k: v[:6] for k, v in _rows(second).items()} == {
         "video/raw": ["0", "1", "0", "1", "3", "audio:1"],
         "video/chunk": ["0", "1", "0", "4", "13", "audio:1"],
+        "video/embedding[train]": ["0", "0", "0", "0", "2", "-"],
+        "video/embedding[test]": ["0", "0", "0", "0", "1", "-"],
         "video/faces": ["0", "0", "0", "0", "13", "-"],
         "video/stt": ["0", "1", "0", "1", "3", "transcription:1"],
     }
     assert _rows(status) == {
-        k: ["0", "0", "0"] for k in ("video/raw", "video/chunk", "video/faces", "video/stt")
+        k: ["0", "0", "0"]
+        for k in ("video/raw", "video/chunk", "video/embedding", "video/faces", "video/stt")
     }

@@ -1,4 +1,5 @@
-"""A root feature as an observable source asset: observations write the samples and set its data version."""
+"""A root feature written outside Dagster, as an observable source asset: observations only read the
+store, report the stored samples' data version, and count what the samples provider lists beyond it."""
 
 from typing import Any
 
@@ -9,10 +10,22 @@ from dagster._utils.test.data_versions import get_stale_status_resolver
 
 import metaxy_core as mx
 import metaxy_dagster as mxd
+from metaxy_dagster.data_versions import EMPTY_DATA_VERSION
 from tests.dagster.pipeline import Features, Samples, counts, materialization_metadata
 
 
-def test_observable_root_drives_children_staleness(
+def _write_outside_dagster(database: str, feature: type[mx.BaseFeature], samples: pl.DataFrame) -> None:
+    """What the ingestion service does: store the new and stale samples, with their provenance."""
+    with mx.DuckDBMetadataStore(database) as store:
+        increment = store.resolve_update(feature, samples=samples)
+        todo = pl.concat(
+            [increment.new.to_polars(), increment.stale.to_polars().drop("metaxy_changed_fields")],
+            how="diagonal_relaxed",
+        )
+        store.write(feature, todo)
+
+
+def test_observations_read_only_and_drive_children_staleness(
     features: Features, samples: Samples, instance: dg.DagsterInstance, res: dict[str, Any], database: str
 ) -> None:
     raw = mxd.metaxy_observable_source(features.Video, samples=samples.frame)
@@ -41,27 +54,44 @@ def test_observable_root_drives_children_staleness(
     def status() -> str:
         return get_stale_status_resolver(instance, [raw, stt]).get_status(stt.key).value
 
+    def stored_rows() -> int:
+        with mx.DuckDBMetadataStore(database) as store:
+            return store.read(features.Video).to_polars().height if store.has_feature(features.Video) else 0
+
+    # Nothing stored yet: the observation reports the two listed samples as new and writes nothing.
     first = observe()
-    assert (first["metaxy/new"], first["metaxy/written"]) == (2, 2)
-    with mx.DuckDBMetadataStore(database) as store:
-        assert store.read(features.Video).to_polars().height == 2
+    assert (first["metaxy/new"], first["metaxy/stale"], first["dagster/row_count"]) == (2, 0, 0)
+    assert first["data_version"] == EMPTY_DATA_VERSION
+    assert stored_rows() == 0
+
+    # The writer outside Dagster stores them; the next observation sees them in the store.
+    _write_outside_dagster(database, features.Video, samples.frame())
+    second = observe()
+    assert (second["metaxy/new"], second["metaxy/stale"], second["dagster/row_count"]) == (0, 0, 2)
+    assert second["data_version"] not in (first["data_version"], EMPTY_DATA_VERSION)
     meta = materialization_metadata(
         dg.materialize([raw, stt], instance=instance, resources=res, selection=[stt])
     )
     assert counts(meta) == {"video/stt": (2, 0, 0, 2)}
     assert status() == "FRESH"
 
-    # Observing unchanged samples: same data version, stt stays fresh.
-    again = observe()
-    assert (again["metaxy/new"], again["metaxy/stale"], again["metaxy/written"]) == (0, 0, 0)
-    assert again["data_version"] == first["data_version"]
+    # Observing an unchanged store: same data version, stt stays fresh.
+    assert observe()["data_version"] == second["data_version"]
     assert status() == "FRESH"
 
-    # A new video appears: new data version, stt stale until it runs.
+    # A new video is listed but not stored yet: counted as new, data version unchanged, stt fresh.
     samples.videos["v3"] = ("a3", "f3")
+    listed = observe()
+    assert (listed["metaxy/new"], listed["dagster/row_count"]) == (1, 2)
+    assert listed["data_version"] == second["data_version"]
+    assert stored_rows() == 2
+    assert status() == "FRESH"
+
+    # Once the writer stored it: new data version, stt stale until it runs.
+    _write_outside_dagster(database, features.Video, samples.frame())
     third = observe()
-    assert (third["metaxy/new"], third["metaxy/written"]) == (1, 1)
-    assert third["data_version"] != first["data_version"]
+    assert (third["metaxy/new"], third["dagster/row_count"]) == (0, 3)
+    assert third["data_version"] != second["data_version"]
     assert status() == "STALE"
     meta = materialization_metadata(
         dg.materialize([raw, stt], instance=instance, resources=res, selection=[stt])
