@@ -163,12 +163,22 @@ def test_switches_and_selection(project: tuple[str, Path]) -> None:
         ({"compute": {"docs/summary": "no_colon"}}, r"compute\['docs/summary'\] is 'no_colon'; write it as"),
         ({"compute": "no_such_module_here"}, r"cannot import module 'no_such_module_here'"),
         ({"config_file": "missing.toml"}, r"config_file 'missing.toml' does not exist"),
+        # A feature without a body names the component's attributes, not the Python factories.
+        ({}, r"\['docs/raw', 'docs/summary'\] have no asset body.*`compute:`.*`samples:`.*`select:`"),
+        ({"store": "prod"}, r"store: 'prod' is not a store of .*metaxy.toml.*\['dev'\]"),
+        (  # a misspelled key in assets/observe would otherwise configure nothing, silently
+            {"compute": "{pkg}.bodies", "assets": {"doc/summary": {"owners": ["team:docs"]}}},
+            r"assets: 'doc/summary' matches no selected feature.*\['docs/raw', 'docs/summary'\]",
+        ),
+        ({"compute": "{pkg}.bodies", "observe": ["docs/rw"]}, r"observe: 'docs/rw' matches no selected"),
     ],
 )
 def test_bad_attributes_are_named(
     project: tuple[str, Path], attributes: dict[str, Any], message: str
 ) -> None:
-    _, pkg = project
+    package, pkg = project
+    if attributes.get("compute") == "{pkg}.bodies":
+        attributes = {**attributes, "compute": f"{package}.bodies"}
     component = mxd.MetaxyComponent(**{"config_file": str(pkg / "metaxy.toml"), **attributes})
     with pytest.raises(mxd.MetaxyDefinitionError, match=message):
         component_defs(component=component)
