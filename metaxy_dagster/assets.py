@@ -40,6 +40,7 @@ from metaxy_dagster.io_manager import (
     previous_materialization_metadata,
     register_feature,
 )
+from metaxy_dagster.metaxify import rewire_feature_deps
 from metaxy_dagster.partitions import PartitionBy, check_partition_by, describe, partition_filters
 from metaxy_dagster.resource import MetaxyStoreResource
 from metaxy_dagster.translator import MetaxyTranslator
@@ -224,7 +225,9 @@ def _asset_spec(
     if "kinds" in merged:
         merged["kinds"] = set(merged["kinds"])
     replaced = {k: options.pop(k) for k in _SPEC_REPLACED if k in options}
+    derived = list(spec.deps)
     spec = spec.merge_attributes(**merged).replace_attributes(**replaced)
+    spec = rewire_feature_deps(derived, spec, merged.get("deps"), feature)  # deps=[upstream's asset]
     return spec.with_io_manager_key(io_manager_key)
 
 

@@ -17,7 +17,7 @@ Your own values win on every clash: metadata and tags are merged with yours on t
 and deps are added to yours, and the single-valued attributes are only filled in where unset.
 """
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, overload
 
 import dagster as dg
@@ -29,7 +29,7 @@ from metaxy_core.keys import FeatureKey
 from metaxy_core.lineage import TableSchema, build_plan
 from metaxy_dagster.errors import MetaxyDefinitionError
 from metaxy_dagster.io_manager import register_feature
-from metaxy_dagster.translator import MetaxyTranslator
+from metaxy_dagster.translator import FEATURE_METADATA_KEY, MetaxyTranslator
 
 COLUMN_LINEAGE_KEY = "dagster/column_lineage"
 
@@ -81,6 +81,45 @@ def column_lineage(
     if not deps_by_column:
         return None
     return dg.TableColumnLineage(deps_by_column=deps_by_column)
+
+
+def _feature_of(spec: dg.AssetSpec) -> str | None:
+    value = spec.metadata.get(FEATURE_METADATA_KEY)
+    return None if value is None else str(getattr(value, "value", value))
+
+
+def rewire_feature_deps(
+    derived: Sequence[dg.AssetDep], spec: dg.AssetSpec, user_deps: Any, feature: type[BaseFeature]
+) -> dg.AssetSpec:
+    """``spec`` with the deps on upstream features pointed at the assets the user passed for them.
+
+    ``derived`` are the translator's deps of ``feature`` (one per feature dep, in order). A metaxy asset
+    or metaxified spec of an upstream feature given in ``user_deps`` lives under its own key
+    (``key_prefix=``, ``keep_key=True``); it replaces the key the translator derived, so the dep is
+    wired to a real asset instead of a phantom one of the derived key. Partition mappings are kept.
+    """
+    given: dict[str, dg.AssetKey] = {}
+    for dep in user_deps or ():
+        specs = [dep] if isinstance(dep, dg.AssetSpec) else list(getattr(dep, "specs", ()))
+        for s in specs:
+            name = _feature_of(s)
+            if name is not None:
+                given[name] = s.key
+    replace = {
+        d.asset_key: given[str(fd.feature)]
+        for fd, d in zip(feature.spec.deps, derived, strict=True)
+        if str(fd.feature) in given
+    }
+    if not replace:
+        return spec
+    deps: list[dg.AssetDep] = []
+    seen: set[dg.AssetKey] = set()
+    for d in spec.deps:  # the derived deps come first, so their partition mappings are the ones kept
+        key = replace.get(d.asset_key, d.asset_key)
+        if key not in seen:
+            seen.add(key)
+            deps.append(dg.AssetDep(key, partition_mapping=d.partition_mapping))
+    return spec.replace_attributes(deps=deps)
 
 
 def _enrich(

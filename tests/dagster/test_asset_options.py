@@ -191,3 +191,37 @@ def test_unannotated_unknown_parameters_are_explained(features: Features) -> Non
         mxd.metaxy_asset(features.Transcript)(body)
     with pytest.raises(mxd.MetaxyDefinitionError, match=r"ins= names \['vocab'\]"):
         mxd.metaxy_asset(features.Transcript, ins={"vocab": dg.AssetIn("vocabulary")})(lambda increment: None)
+
+
+def test_deps_on_an_upstream_feature_asset_rewire_its_dep(
+    features: Features, samples: Samples, instance: dg.DagsterInstance, res: dict[str, Any]
+) -> None:
+    """An upstream feature's asset under another key (key_prefix, metaxify's keep_key) is wired by passing it
+    in deps=: it replaces the key the translator would give that feature, so no phantom asset appears and
+    the run orders the steps."""
+
+    @mxd.metaxy_asset(features.Video, samples=samples.frame, key_prefix="lake")
+    def raw(increment: mxd.MetaxyIncrement) -> pl.DataFrame:
+        samples.calls.append("raw")
+        return increment.to_process().select("video_id", "path")
+
+    @mxd.metaxy_asset(features.Transcript, key_prefix="lake", deps=[raw])
+    def stt(increment: mxd.MetaxyIncrement) -> pl.DataFrame:
+        samples.calls.append("stt")
+        return increment.to_process().select("video_id", pl.lit("x").alias("text"))
+
+    (spec,) = stt.specs
+    assert [d.asset_key for d in spec.deps] == [dg.AssetKey(["lake", "video", "raw"])]
+    graph = dg.Definitions(assets=[stt, raw], resources=res).resolve_asset_graph()
+    assert set(graph.get_all_asset_keys()) == {dg.AssetKey(["lake", "video", "raw"]), spec.key}
+    result = dg.materialize([stt, raw], resources=res, instance=instance)
+    assert result.success
+    assert samples.calls == ["raw", "stt"]
+
+    external = mxd.metaxify(dg.AssetSpec("videos_table"), features.Video, keep_key=True)
+    by_spec = mxd.metaxy_asset(features.Transcript, deps=[external])(stt_body)
+    assert [d.asset_key for d in by_spec.specs_by_key[by_spec.key].deps] == [dg.AssetKey("videos_table")]
+
+
+def stt_body(increment: mxd.MetaxyIncrement) -> pl.DataFrame:
+    return increment.to_process().select("video_id", pl.lit("x").alias("text"))
