@@ -528,6 +528,7 @@ def build_metaxy_assets(
     compute: Mapping[type[BaseFeature], AssetBody] | None = None,
     samples: Mapping[type[BaseFeature], SamplesProvider] | None = None,
     observe: Sequence[type[BaseFeature]] = (),
+    options: Mapping[type[BaseFeature], Mapping[str, Any]] | None = None,
     translator: MetaxyTranslator | None = None,
     io_manager_key: str = DEFAULT_IO_MANAGER_KEY,
     store_resource_key: str = DEFAULT_STORE_KEY,
@@ -542,6 +543,7 @@ def build_metaxy_assets(
         compute: feature -> asset body (same contract as :func:`metaxy_asset`).
         samples: root feature -> samples provider.
         observe: root features to expose as observable sources instead of materializable assets.
+        options: feature -> its ``dg.asset`` options, combined as in :func:`metaxy_asset`.
 
     A root feature with a samples provider and no body is written as given. Any other feature
     without a body is an error naming it.
@@ -555,15 +557,21 @@ def build_metaxy_assets(
     graph = chosen[0].graph
     order = {key: i for i, key in enumerate(graph.topological_order())}
     chosen.sort(key=lambda f: order.get(f.spec.key, len(order)))
-    unknown = [f for f in [*compute, *samples, *observe] if f not in chosen]
+    options = dict(options or {})
+    unknown = [f for f in [*compute, *samples, *observe, *options] if f not in chosen]
     if unknown:
         raise MetaxyDefinitionError(
-            f"build_metaxy_assets: {[str(f.spec.key) for f in unknown]} appear in compute/samples/observe but not "
+            f"build_metaxy_assets: {[str(f.spec.key) for f in unknown]} appear in compute/samples/observe/options but not "
             f"in features ({[str(f.spec.key) for f in chosen]})."
         )
     result: list[dg.AssetsDefinition | dg.SourceAsset] = []
     for feature in chosen:
         if feature in observe:
+            if feature in options:
+                raise MetaxyDefinitionError(
+                    f"build_metaxy_assets: options= for '{feature.spec.key}', which observe= builds as an "
+                    "observable source (dg.asset options do not apply to it); drop one of the two."
+                )
             if feature not in samples:
                 raise MetaxyDefinitionError(
                     f"build_metaxy_assets: observable root '{feature.spec.key}' needs a samples provider: "
@@ -583,7 +591,7 @@ def build_metaxy_assets(
                 translator=tr,
                 io_manager_key=io_manager_key,
                 skip_empty=skip_empty,
-                asset_kwargs={},
+                asset_kwargs=options.get(feature, {}),
                 checks=checks,
                 check_severity=check_severity,
             )

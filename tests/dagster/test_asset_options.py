@@ -225,3 +225,30 @@ def test_deps_on_an_upstream_feature_asset_rewire_its_dep(
 
 def stt_body(increment: mxd.MetaxyIncrement) -> pl.DataFrame:
     return increment.to_process().select("video_id", pl.lit("x").alias("text"))
+
+
+def test_build_metaxy_assets_takes_options_per_feature(features: Features, samples: Samples) -> None:
+    built = mxd.build_metaxy_assets(
+        [features.Video, features.Transcript],
+        compute={features.Transcript: stt_body},
+        samples={features.Video: samples.frame},
+        options={
+            features.Transcript: {"owners": ["team:speech"], "retry_policy": dg.RetryPolicy(max_retries=3)},
+            features.Video: {"group_name": "ingest", "metadata": {"source": "s3"}},
+        },
+    )
+    raw, stt = built
+    assert isinstance(raw, dg.AssetsDefinition)
+    assert isinstance(stt, dg.AssetsDefinition)
+    (raw_spec,) = raw.specs
+    (stt_spec,) = stt.specs
+    assert (raw_spec.group_name, raw_spec.metadata["source"]) == ("ingest", "s3")
+    assert raw_spec.metadata["metaxy/feature"] == "video/raw"
+    assert stt_spec.owners == ["team:speech"]
+    assert stt.op.retry_policy == dg.RetryPolicy(max_retries=3)
+    with pytest.raises(
+        mxd.MetaxyDefinitionError, match=r"\['video/chunk'\] appear in compute/samples/observe/options"
+    ):
+        mxd.build_metaxy_assets(
+            [features.Video], samples={features.Video: samples.frame}, options={features.Chunk: {}}
+        )
