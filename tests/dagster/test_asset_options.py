@@ -252,3 +252,25 @@ def test_build_metaxy_assets_takes_options_per_feature(features: Features, sampl
         mxd.build_metaxy_assets(
             [features.Video], samples={features.Video: samples.frame}, options={features.Chunk: {}}
         )
+
+
+def test_a_declared_check_without_a_result_fails_before_writing(
+    features: Features, samples: Samples, instance: dg.DagsterInstance, res: dict[str, Any]
+) -> None:
+    """As with dg.asset, a check_spec the body gives no result for fails the step; nothing is written."""
+    raw, *_ = build_assets(features, samples)
+
+    @mxd.metaxy_asset(features.Transcript, check_specs=[dg.AssetCheckSpec("non_empty_text", asset=STT)])
+    def stt(increment: mxd.MetaxyIncrement) -> pl.DataFrame:
+        return increment.to_process().select("video_id", pl.lit("x").alias("text"))
+
+    result = dg.materialize([raw, stt], instance=instance, resources=res, raise_on_error=False)
+    assert not result.success
+    (failure,) = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
+    message = failure.event_specific_data.error.cause.message
+    assert "'video/stt'" in message
+    assert "['non_empty_text']" in message
+    assert "yield dg.AssetCheckResult" in message
+    assert [e.asset_key for e in result.get_asset_materialization_events()] == [dg.AssetKey(["video", "raw"])]
+    with mxd.MetaxyStoreResource(type="duckdb", config=res["metaxy_store"].config).open() as store:
+        assert features.Transcript.spec.key not in store.list_features()
