@@ -88,6 +88,18 @@ def _feature_of(spec: dg.AssetSpec) -> str | None:
     return None if value is None else str(getattr(value, "value", value))
 
 
+def feature_asset_keys(assets: Any) -> dict[str, dg.AssetKey]:
+    """Feature key string -> asset key, for the metaxy assets and metaxified specs among ``assets``."""
+    found: dict[str, dg.AssetKey] = {}
+    for asset in assets or ():
+        specs = [asset] if isinstance(asset, dg.AssetSpec) else list(getattr(asset, "specs", ()))
+        for spec in specs:
+            name = _feature_of(spec)
+            if name is not None:
+                found[name] = spec.key
+    return found
+
+
 def rewire_feature_deps(
     derived: Sequence[dg.AssetDep], spec: dg.AssetSpec, user_deps: Any, feature: type[BaseFeature]
 ) -> dg.AssetSpec:
@@ -98,13 +110,7 @@ def rewire_feature_deps(
     (``key_prefix=``, ``keep_key=True``); it replaces the key the translator derived, so the dep is
     wired to a real asset instead of a phantom one of the derived key. Partition mappings are kept.
     """
-    given: dict[str, dg.AssetKey] = {}
-    for dep in user_deps or ():
-        specs = [dep] if isinstance(dep, dg.AssetSpec) else list(getattr(dep, "specs", ()))
-        for s in specs:
-            name = _feature_of(s)
-            if name is not None:
-                given[name] = s.key
+    given = feature_asset_keys(user_deps)
     replace = {
         d.asset_key: given[str(fd.feature)]
         for fd, d in zip(feature.spec.deps, derived, strict=True)
@@ -218,6 +224,7 @@ def metaxify(
     features: FeatureMap | None = None,
     translator: MetaxyTranslator | None = None,
     keep_key: bool = False,
+    deps: Iterable[Any] | None = None,
 ) -> dg.AssetSpec: ...
 
 
@@ -229,6 +236,7 @@ def metaxify(
     features: FeatureMap | None = None,
     translator: MetaxyTranslator | None = None,
     keep_key: bool = False,
+    deps: Iterable[Any] | None = None,
 ) -> dg.AssetsDefinition: ...
 
 
@@ -239,6 +247,7 @@ def metaxify(
     features: FeatureMap | None = None,
     translator: MetaxyTranslator | None = None,
     keep_key: bool = False,
+    deps: Iterable[Any] | None = None,
 ) -> dg.AssetSpec | dg.AssetsDefinition:
     """``target`` (an ``AssetSpec``, ``@asset`` or ``@multi_asset``) with metaxy's keys, deps and metadata.
 
@@ -253,6 +262,9 @@ def metaxify(
         translator: derives keys, metadata, tags, kinds (default :class:`MetaxyTranslator`); use the
             same one as the rest of the code location so deps connect.
         keep_key: keep the single asset's own key (the feature is recorded in the metadata).
+        deps: assets (or specs) of upstream features that live under keys of their own (their
+            ``key_prefix=``, ``keep_key=True``): deps and column lineage point at them instead of at
+            the key the translator gives those features.
 
     Specs that stand for no feature are left as they are. Deps between features of one call point
     at the keys that call gives them.
@@ -265,6 +277,10 @@ def metaxify(
     rename = feature is not None and not keep_key
     final_key = {k: (tr.get_asset_key(f) if rename else k) for k, f in by_key.items()}
     key_of = {f.spec.key: final_key[k] for k, f in by_key.items()}
+    known = {str(k): k for k in next(iter(by_key.values())).graph.features_by_key}
+    for name, key in feature_asset_keys(deps).items():  # upstreams under keys of their own
+        if name in known:
+            key_of.setdefault(known[name], key)
     for cls in by_key.values():
         register_feature(cls)
 
