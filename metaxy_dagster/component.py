@@ -213,9 +213,9 @@ class MetaxyComponent(dg.Component, dg.Resolvable, dg.Model):
                 f"(its stores: {sorted(cfg.stores)}). Name one of them, or add [stores.{self.store}] there."
             )
         features = self._selected(FeatureGraph.get_active())
-        self._check_patterns(features, where)
-        compute, samples = self._bodies(features)
         observe = [f for f in features if self._matches(f, self.observe)]
+        self._check_patterns(features, observe, where)
+        compute, samples = self._bodies(features)
         self._check_bodies(features, compute, samples, observe, where)
         store_type = (
             cfg.stores[self.store or cfg.store].type if (self.store or cfg.store) in cfg.stores else None
@@ -278,7 +278,9 @@ class MetaxyComponent(dg.Component, dg.Resolvable, dg.Model):
             )
         return [f for f in every if self._matches(f, self.select)]
 
-    def _check_patterns(self, features: list[type[BaseFeature]], where: str) -> None:
+    def _check_patterns(
+        self, features: list[type[BaseFeature]], observe: list[type[BaseFeature]], where: str
+    ) -> None:
         """Every key or glob of ``assets:`` and ``observe:`` selects a feature (a typo configures nothing)."""
         keys = sorted(str(f.spec.key) for f in features)
         for option, patterns in (("assets", list(self.assets)), ("observe", self.observe)):
@@ -288,6 +290,14 @@ class MetaxyComponent(dg.Component, dg.Resolvable, dg.Model):
                         f"{where}: {option}: '{pattern}' matches no selected feature; selected features: {keys}. "
                         "Fix the key or glob (or widen `select:`)."
                     )
+        observed = {str(f.spec.key) for f in observe}
+        for pattern in self.assets:
+            matched = {key for key in keys if fnmatch.fnmatchcase(key, pattern)}
+            if matched <= observed:
+                raise MetaxyDefinitionError(
+                    f"{where}: assets: '{pattern}' selects only observable sources ({sorted(matched)}, from "
+                    "`observe:`), which take no asset options. Drop the entry, or the features from `observe:`."
+                )
 
     @staticmethod
     def _check_bodies(

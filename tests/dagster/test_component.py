@@ -171,6 +171,10 @@ def test_switches_and_selection(project: tuple[str, Path]) -> None:
             r"assets: 'doc/summary' matches no selected feature.*\['docs/raw', 'docs/summary'\]",
         ),
         ({"compute": "{pkg}.bodies", "observe": ["docs/rw"]}, r"observe: 'docs/rw' matches no selected"),
+        (
+            {"compute": "{pkg}.bodies", "observe": ["docs/raw"], "assets": {"docs/raw": {"owners": ["a:b"]}}},
+            r"assets: 'docs/raw' selects only observable sources",
+        ),
     ],
 )
 def test_bad_attributes_are_named(
