@@ -309,6 +309,8 @@ def _build_asset(
         spec = spec.merge_attributes(deps=[a.key or dg.AssetKey(name) for name, a in ins.items()])
     asset_key = spec.key
     user_checks = [*translator.get_check_specs(feature, asset_key), *(options.pop("check_specs", None) or [])]
+    if fn is not None and user_checks:  # their results come from the body
+        fn = _requiring_check_results(fn, [c.name for c in user_checks], feature)
     # A root without a samples provider has no expected sample set before its body runs: nothing to check.
     builtin = selected_builtin_checks(checks) if has_increment else ()
     clash = [c.name for c in user_checks if c.name in builtin]
@@ -317,8 +319,6 @@ def _build_asset(
             f"metaxy asset for '{feature.spec.key}': check_specs {clash} reuse built-in check names; rename them or "
             f"drop the built-in ones with checks=False."
         )
-    if fn is not None and user_checks:
-        fn = _requiring_check_results(fn, [c.name for c in user_checks], feature)
     register_feature(feature)
     op_name = options.pop("name", None) or asset_key.to_python_identifier()
 
