@@ -41,7 +41,7 @@ from metaxy_dagster.io_manager import (
     previous_materialization_metadata,
     register_feature,
 )
-from metaxy_dagster.metaxify import rewire_feature_deps
+from metaxy_dagster.metaxify import rewire_feature_deps, with_built_upstreams
 from metaxy_dagster.partitions import PartitionBy, check_partition_by, describe, partition_filters
 from metaxy_dagster.resource import MetaxyStoreResource
 from metaxy_dagster.translator import MetaxyTranslator
@@ -618,7 +618,7 @@ def build_metaxy_assets(
                 translator=tr,
                 io_manager_key=io_manager_key,
                 skip_empty=skip_empty,
-                asset_kwargs=options.get(feature, {}),
+                asset_kwargs=with_built_upstreams(options.get(feature, {}), feature, result, tr),
                 checks=checks,
                 check_severity=check_severity,
             )

@@ -100,6 +100,26 @@ def feature_asset_keys(assets: Any) -> dict[str, dg.AssetKey]:
     return found
 
 
+def with_built_upstreams(
+    options: Mapping[str, Any],
+    feature: type[BaseFeature],
+    built: Sequence[Any],
+    translator: MetaxyTranslator,
+) -> dict[str, Any]:
+    """``options`` with ``deps=`` naming the assets in ``built`` of ``feature``'s upstream features whose
+    keys differ from the translator's (e.g. a ``key_prefix`` given to one feature of a
+    ``build_metaxy_assets`` call), so the deps between assets of one call always connect."""
+    moved: list[Any] = []
+    for asset in built:
+        for name, key in feature_asset_keys([asset]).items():
+            upstream = next((d.feature for d in feature.spec.deps if str(d.feature) == name), None)
+            if upstream is not None and key != translator.get_asset_key(feature.graph.get_feature(upstream)):
+                moved.append(asset)
+    if not moved:
+        return dict(options)
+    return {**options, "deps": [*moved, *(options.get("deps") or [])]}
+
+
 def rewire_feature_deps(
     derived: Sequence[dg.AssetDep], spec: dg.AssetSpec, user_deps: Any, feature: type[BaseFeature]
 ) -> dg.AssetSpec:

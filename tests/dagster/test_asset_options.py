@@ -246,6 +246,18 @@ def test_build_metaxy_assets_takes_options_per_feature(features: Features, sampl
     assert raw_spec.metadata["metaxy/feature"] == "video/raw"
     assert stt_spec.owners == ["team:speech"]
     assert stt.op.retry_policy == dg.RetryPolicy(max_retries=3)
+    # An upstream given its own key_prefix stays wired to the features built with it.
+    prefixed = mxd.build_metaxy_assets(
+        [features.Video, features.Transcript],
+        compute={features.Transcript: stt_body},
+        samples={features.Video: samples.frame},
+        options={features.Video: {"key_prefix": "lake"}},
+    )
+    prefixed_stt = prefixed[1]
+    assert isinstance(prefixed_stt, dg.AssetsDefinition)
+    assert [d.asset_key for d in prefixed_stt.specs_by_key[STT].deps] == [
+        dg.AssetKey(["lake", "video", "raw"])
+    ]
     with pytest.raises(
         mxd.MetaxyDefinitionError, match=r"\['video/chunk'\] appear in compute/samples/observe/options"
     ):
