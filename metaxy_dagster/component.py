@@ -237,9 +237,7 @@ class MetaxyComponent(dg.Component, dg.Resolvable, dg.Model):
             checks=self.checks,
         )
         assets = [self._with_options(a) for a in built]
-        store = MetaxyStoreResource(
-            config_file=None if config_path is None else str(config_path), store=self.store
-        )
+        store, io_manager = _resources(None if config_path is None else str(config_path), self.store)
         sensors = []
         if self.sensor:
             sensors.append(
@@ -255,7 +253,7 @@ class MetaxyComponent(dg.Component, dg.Resolvable, dg.Model):
         return dg.Definitions(
             assets=[*assets, *extra],
             sensors=sensors,
-            resources={"metaxy_store": store, "metaxy_io_manager": MetaxyIOManager(store=store)},
+            resources={"metaxy_store": store, "metaxy_io_manager": io_manager},
         )
 
     # -- pieces ---------------------------------------------------------------------------------------
@@ -362,6 +360,19 @@ class MetaxyComponent(dg.Component, dg.Resolvable, dg.Model):
             return spec
 
         return asset.map_asset_specs(apply)
+
+
+# Dagster merges the definitions of a project's components only when a resource key holds the very
+# same object in each, so components naming the same config file and store share their resources.
+_RESOURCES: dict[tuple[str | None, str | None], tuple[MetaxyStoreResource, MetaxyIOManager]] = {}
+
+
+def _resources(config_file: str | None, store: str | None) -> tuple[MetaxyStoreResource, MetaxyIOManager]:
+    key = (config_file, store)
+    if key not in _RESOURCES:
+        resource = MetaxyStoreResource(config_file=config_file, store=store)
+        _RESOURCES[key] = (resource, MetaxyIOManager(store=resource))
+    return _RESOURCES[key]
 
 
 def _import(module_name: str, option: str) -> Any:

@@ -156,6 +156,34 @@ def test_switches_and_selection(project: tuple[str, Path]) -> None:
     assert observed.get(dg.AssetKey(["docs", "summary"])).is_materializable
 
 
+def test_two_components_on_one_config_merge(project: tuple[str, Path]) -> None:
+    """Components splitting one project's features (one defs.yaml per team) share the store resources."""
+    package, pkg = project
+    config = str(pkg / "metaxy.toml")
+    first = component_defs(
+        component=mxd.MetaxyComponent(
+            config_file=config, select=["docs/raw"], samples={"docs/raw": f"{package}.bodies:list_docs"}
+        )
+    )
+    second = component_defs(
+        component=mxd.MetaxyComponent(
+            config_file=config,
+            select=["docs/summary"],
+            compute=f"{package}.bodies",
+            sensor_name="summary_sensor",
+            graph_asset=False,
+        )
+    )
+    merged = dg.Definitions.merge(first, second)
+    assert {k.to_user_string() for k in merged.resolve_asset_graph().materializable_asset_keys} == {
+        "docs/raw",
+        "docs/summary",
+        "metaxy/graph",
+    }
+    assert merged.resources is not None
+    assert set(merged.resources) == {"metaxy_store", "metaxy_io_manager"}
+
+
 @pytest.mark.parametrize(
     ("attributes", "message"),
     [
