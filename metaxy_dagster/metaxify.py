@@ -131,6 +131,8 @@ def rewire_feature_deps(
     wired to a real asset instead of a phantom one of the derived key. Partition mappings are kept.
     """
     given = feature_asset_keys(user_deps)
+    if not given or len(derived) != len(feature.spec.deps):
+        return spec  # nothing to rewire, or a translator whose deps are not one per feature dep
     replace = {
         d.asset_key: given[str(fd.feature)]
         for fd, d in zip(feature.spec.deps, derived, strict=True)
