@@ -17,7 +17,6 @@ metadata=...)`` to provide its own data version or extra metadata. See :mod:`met
 for what happens to the rows.
 """
 
-import functools
 import inspect
 import typing
 import warnings
@@ -31,8 +30,9 @@ import dagster as dg
 from metaxy_core.feature import BaseFeature
 from metaxy_core.graph import FeatureGraph
 from metaxy_dagster import metadata as md
+from metaxy_dagster.body_checks import requiring_check_results
 from metaxy_dagster.checks import builtin_check_specs, check_results, selected_builtin_checks
-from metaxy_dagster.errors import MetaxyDefinitionError, MetaxyOutputError
+from metaxy_dagster.errors import MetaxyDefinitionError
 from metaxy_dagster.io_manager import (
     MetaxyIncrement,
     MetaxyIOManager,
@@ -190,30 +190,6 @@ def _unwrap(result: Any) -> tuple[Any, dg.DataVersion | None, dict[str, Any], li
     return result, None, {}, checks
 
 
-def _requiring_check_results(fn: AssetBody, names: list[str], feature: type[BaseFeature]) -> AssetBody:
-    """``fn``, failing when it gives no result for one of its declared checks (``dg.asset`` does the same).
-
-    The check runs once the body has finished, before its rows are written, so a body that forgot a
-    check leaves nothing behind. The results are handed on as a generator, as the body yielded them.
-    """
-
-    @functools.wraps(fn)
-    def body(**kwargs: Any) -> Any:
-        result = fn(**kwargs)
-        items = list(result) if inspect.isgenerator(result) else [result]
-        given = {i.check_name for i in items if isinstance(i, dg.AssetCheckResult)}
-        missing = [n for n in names if n not in given]
-        if missing:
-            raise MetaxyOutputError(
-                f"The body of '{feature.spec.key}' declares checks {missing} but gave no result for them: "
-                f"yield dg.AssetCheckResult(check_name='{missing[0]}', passed=...) besides the rows, or drop "
-                "the check spec. Nothing was written."
-            )
-        return (i for i in items)
-
-    return body
-
-
 # Options of ``dg.asset`` that describe the asset (they go on its AssetSpec) and how each combines with
 # what the translator derived: merged ones add to it, the others replace it when given.
 _SPEC_MERGED = ("deps", "metadata", "owners", "tags", "kinds")
@@ -310,7 +286,7 @@ def _build_asset(
     asset_key = spec.key
     user_checks = [*translator.get_check_specs(feature, asset_key), *(options.pop("check_specs", None) or [])]
     if fn is not None and user_checks:  # their results come from the body
-        fn = _requiring_check_results(fn, [c.name for c in user_checks], feature)
+        fn = requiring_check_results(fn, [c.name for c in user_checks], feature)
     # A root without a samples provider has no expected sample set before its body runs: nothing to check.
     builtin = selected_builtin_checks(checks) if has_increment else ()
     clash = [c.name for c in user_checks if c.name in builtin]
