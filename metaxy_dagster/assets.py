@@ -30,7 +30,6 @@ import dagster as dg
 from metaxy_core.feature import BaseFeature
 from metaxy_core.graph import FeatureGraph
 from metaxy_dagster import metadata as md
-from metaxy_dagster.body_checks import requiring_check_results
 from metaxy_dagster.checks import builtin_check_specs, check_results, selected_builtin_checks
 from metaxy_dagster.errors import MetaxyDefinitionError
 from metaxy_dagster.io_manager import (
@@ -45,6 +44,7 @@ from metaxy_dagster.metaxify import rewire_feature_deps, with_built_upstreams
 from metaxy_dagster.partitions import PartitionBy, check_partition_by, describe, partition_filters
 from metaxy_dagster.resource import MetaxyStoreResource
 from metaxy_dagster.translator import MetaxyTranslator
+from metaxy_dagster.user_checks import requiring_check_results
 
 DEFAULT_IO_MANAGER_KEY = "metaxy_io_manager"
 DEFAULT_STORE_KEY = "metaxy_store"

@@ -1,4 +1,4 @@
-"""Checks a metaxy asset body answers: the results of its ``check_specs`` come from the body itself."""
+"""User checks of a metaxy asset (``check_specs``, the translator's ``get_check_specs``): the body owes their results."""
 
 import functools
 import inspect
