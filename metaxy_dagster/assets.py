@@ -40,9 +40,11 @@ from metaxy_dagster.io_manager import (
     previous_materialization_metadata,
     register_feature,
 )
+from metaxy_dagster.metaxify import rewire_feature_deps, with_built_upstreams
 from metaxy_dagster.partitions import PartitionBy, check_partition_by, describe, partition_filters
 from metaxy_dagster.resource import MetaxyStoreResource
 from metaxy_dagster.translator import MetaxyTranslator
+from metaxy_dagster.user_checks import requiring_check_results
 
 DEFAULT_IO_MANAGER_KEY = "metaxy_io_manager"
 DEFAULT_STORE_KEY = "metaxy_store"
@@ -226,7 +228,9 @@ def _asset_spec(
     if "kinds" in merged:
         merged["kinds"] = set(merged["kinds"])
     replaced = {k: options.pop(k) for k in _SPEC_REPLACED if k in options}
+    derived = list(spec.deps)
     spec = spec.merge_attributes(**merged).replace_attributes(**replaced)
+    spec = rewire_feature_deps(derived, spec, merged.get("deps"), feature)  # deps=[upstream's asset]
     return spec.with_io_manager_key(io_manager_key)
 
 
@@ -283,6 +287,8 @@ def _build_asset(
         spec = spec.merge_attributes(deps=[a.key or dg.AssetKey(name) for name, a in ins.items()])
     asset_key = spec.key
     user_checks = [*translator.get_check_specs(feature, asset_key), *(options.pop("check_specs", None) or [])]
+    if fn is not None and user_checks:  # their results come from the body
+        fn = requiring_check_results(fn, [c.name for c in user_checks], feature)
     # A root without a samples provider has no expected sample set before its body runs: nothing to check.
     builtin = selected_builtin_checks(checks) if has_increment else ()
     clash = [c.name for c in user_checks if c.name in builtin]
@@ -544,6 +550,7 @@ def build_metaxy_assets(
     compute: Mapping[type[BaseFeature], AssetBody] | None = None,
     samples: Mapping[type[BaseFeature], SamplesProvider] | None = None,
     observe: Sequence[type[BaseFeature]] = (),
+    options: Mapping[type[BaseFeature], Mapping[str, Any]] | None = None,
     translator: MetaxyTranslator | None = None,
     io_manager_key: str = DEFAULT_IO_MANAGER_KEY,
     store_resource_key: str = DEFAULT_STORE_KEY,
@@ -558,6 +565,7 @@ def build_metaxy_assets(
         compute: feature -> asset body (same contract as :func:`metaxy_asset`).
         samples: root feature -> samples provider.
         observe: root features to expose as observable sources instead of materializable assets.
+        options: feature -> its ``dg.asset`` options, combined as in :func:`metaxy_asset`.
 
     A root feature with a samples provider and no body is written as given. Any other feature
     without a body is an error naming it.
@@ -571,15 +579,21 @@ def build_metaxy_assets(
     graph = chosen[0].graph
     order = {key: i for i, key in enumerate(graph.topological_order())}
     chosen.sort(key=lambda f: order.get(f.spec.key, len(order)))
-    unknown = [f for f in [*compute, *samples, *observe] if f not in chosen]
+    options = dict(options or {})
+    unknown = [f for f in [*compute, *samples, *observe, *options] if f not in chosen]
     if unknown:
         raise MetaxyDefinitionError(
-            f"build_metaxy_assets: {[str(f.spec.key) for f in unknown]} appear in compute/samples/observe but not "
+            f"build_metaxy_assets: {[str(f.spec.key) for f in unknown]} appear in compute/samples/observe/options but not "
             f"in features ({[str(f.spec.key) for f in chosen]})."
         )
     result: list[dg.AssetsDefinition | dg.SourceAsset] = []
     for feature in chosen:
         if feature in observe:
+            if feature in options:
+                raise MetaxyDefinitionError(
+                    f"build_metaxy_assets: options= for '{feature.spec.key}', which observe= builds as an "
+                    "observable source (dg.asset options do not apply to it); drop one of the two."
+                )
             if feature not in samples:
                 raise MetaxyDefinitionError(
                     f"build_metaxy_assets: observable root '{feature.spec.key}' needs a samples provider: "
@@ -599,7 +613,7 @@ def build_metaxy_assets(
                 translator=tr,
                 io_manager_key=io_manager_key,
                 skip_empty=skip_empty,
-                asset_kwargs={},
+                asset_kwargs=with_built_upstreams(options.get(feature, {}), feature, result, tr),
                 checks=checks,
                 check_severity=check_severity,
             )

@@ -205,8 +205,18 @@ class MetaxyComponent(dg.Component, dg.Resolvable, dg.Model):
                 f"(resolved to {config_path}); give it relative to the defs.yaml folder."
             )
         cfg = mx.init(config_path)
+        where = f"MetaxyComponent ({context.path / 'defs.yaml'})"
+        if self.store is not None and self.store not in cfg.stores:
+            # Caught here, so `dg check defs` reports it rather than the first run.
+            raise MetaxyDefinitionError(
+                f"{where}: store: '{self.store}' is not a store of {cfg.source or 'the metaxy config'} "
+                f"(its stores: {sorted(cfg.stores)}). Name one of them, or add [stores.{self.store}] there."
+            )
         features = self._selected(FeatureGraph.get_active())
+        observe = [f for f in features if self._matches(f, self.observe)]
+        self._check_patterns(features, observe, where)
         compute, samples = self._bodies(features)
+        self._check_bodies(features, compute, samples, observe, where)
         store_type = (
             cfg.stores[self.store or cfg.store].type if (self.store or cfg.store) in cfg.stores else None
         )
@@ -218,7 +228,6 @@ class MetaxyComponent(dg.Component, dg.Resolvable, dg.Model):
                 else None,
             )
         )
-        observe = [f for f in features if self._matches(f, self.observe)]
         built = build_metaxy_assets(
             features,
             compute=compute,
@@ -228,9 +237,7 @@ class MetaxyComponent(dg.Component, dg.Resolvable, dg.Model):
             checks=self.checks,
         )
         assets = [self._with_options(a) for a in built]
-        store = MetaxyStoreResource(
-            config_file=None if config_path is None else str(config_path), store=self.store
-        )
+        store, io_manager = _resources(None if config_path is None else str(config_path), self.store)
         sensors = []
         if self.sensor:
             sensors.append(
@@ -246,7 +253,7 @@ class MetaxyComponent(dg.Component, dg.Resolvable, dg.Model):
         return dg.Definitions(
             assets=[*assets, *extra],
             sensors=sensors,
-            resources={"metaxy_store": store, "metaxy_io_manager": MetaxyIOManager(store=store)},
+            resources={"metaxy_store": store, "metaxy_io_manager": io_manager},
         )
 
     # -- pieces ---------------------------------------------------------------------------------------
@@ -268,6 +275,51 @@ class MetaxyComponent(dg.Component, dg.Resolvable, dg.Model):
                 f"{sorted(str(f.spec.key) for f in every)}."
             )
         return [f for f in every if self._matches(f, self.select)]
+
+    def _check_patterns(
+        self, features: list[type[BaseFeature]], observe: list[type[BaseFeature]], where: str
+    ) -> None:
+        """Every key or glob of ``assets:`` and ``observe:`` selects a feature (a typo configures nothing)."""
+        keys = sorted(str(f.spec.key) for f in features)
+        for option, patterns in (("assets", list(self.assets)), ("observe", self.observe)):
+            for pattern in patterns:
+                if not any(fnmatch.fnmatchcase(key, pattern) for key in keys):
+                    raise MetaxyDefinitionError(
+                        f"{where}: {option}: '{pattern}' matches no selected feature; selected features: {keys}. "
+                        "Fix the key or glob (or widen `select:`)."
+                    )
+        observed = {str(f.spec.key) for f in observe}
+        for pattern in self.assets:
+            matched = {key for key in keys if fnmatch.fnmatchcase(key, pattern)}
+            if matched <= observed:
+                raise MetaxyDefinitionError(
+                    f"{where}: assets: '{pattern}' selects only observable sources ({sorted(matched)}, from "
+                    "`observe:`), which take no asset options. Drop the entry, or the features from `observe:`."
+                )
+
+    @staticmethod
+    def _check_bodies(
+        features: list[type[BaseFeature]],
+        compute: Mapping[type[BaseFeature], Any],
+        samples: Mapping[type[BaseFeature], Any],
+        observe: list[type[BaseFeature]],
+        where: str,
+    ) -> None:
+        """Every selected feature can be built: it has a body, or is a root with a samples provider."""
+
+        def buildable(f: type[BaseFeature]) -> bool:
+            if f in observe:  # an observable source lists its samples on each observation
+                return f in samples
+            return f in compute or (not f.spec.deps and f in samples)
+
+        missing = [str(f.spec.key) for f in features if not buildable(f)]
+        if missing:
+            raise MetaxyDefinitionError(
+                f"{where}: feature(s) {missing} have no asset body. Name one in `compute:` (a module with a "
+                '`compute` mapping from feature key to function, or per feature: "feature/key": '
+                "module:function), give a root feature a samples provider in `samples:` (it is then written "
+                "as listed), or leave the feature out with `select:`."
+            )
 
     def _bodies(
         self, features: list[type[BaseFeature]]
@@ -308,6 +360,19 @@ class MetaxyComponent(dg.Component, dg.Resolvable, dg.Model):
             return spec
 
         return asset.map_asset_specs(apply)
+
+
+# Dagster merges the definitions of a project's components only when a resource key holds the very
+# same object in each, so components naming the same config file and store share their resources.
+_RESOURCES: dict[tuple[str | None, str | None], tuple[MetaxyStoreResource, MetaxyIOManager]] = {}
+
+
+def _resources(config_file: str | None, store: str | None) -> tuple[MetaxyStoreResource, MetaxyIOManager]:
+    key = (config_file, store)
+    if key not in _RESOURCES:
+        resource = MetaxyStoreResource(config_file=config_file, store=store)
+        _RESOURCES[key] = (resource, MetaxyIOManager(store=resource))
+    return _RESOURCES[key]
 
 
 def _import(module_name: str, option: str) -> Any:

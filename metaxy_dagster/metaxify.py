@@ -17,7 +17,7 @@ Your own values win on every clash: metadata and tags are merged with yours on t
 and deps are added to yours, and the single-valued attributes are only filled in where unset.
 """
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, overload
 
 import dagster as dg
@@ -29,7 +29,7 @@ from metaxy_core.keys import FeatureKey
 from metaxy_core.lineage import TableSchema, build_plan
 from metaxy_dagster.errors import MetaxyDefinitionError
 from metaxy_dagster.io_manager import register_feature
-from metaxy_dagster.translator import MetaxyTranslator
+from metaxy_dagster.translator import FEATURE_METADATA_KEY, MetaxyTranslator
 
 COLUMN_LINEAGE_KEY = "dagster/column_lineage"
 
@@ -81,6 +81,73 @@ def column_lineage(
     if not deps_by_column:
         return None
     return dg.TableColumnLineage(deps_by_column=deps_by_column)
+
+
+def _feature_of(spec: dg.AssetSpec) -> str | None:
+    value = spec.metadata.get(FEATURE_METADATA_KEY)
+    return None if value is None else str(getattr(value, "value", value))
+
+
+def feature_asset_keys(assets: Any) -> dict[str, dg.AssetKey]:
+    """Feature key string -> asset key, for the metaxy assets and metaxified specs among ``assets``."""
+    found: dict[str, dg.AssetKey] = {}
+    for asset in assets or ():
+        specs = [asset] if isinstance(asset, dg.AssetSpec) else list(getattr(asset, "specs", ()))
+        for spec in specs:
+            name = _feature_of(spec)
+            if name is not None:
+                found[name] = spec.key
+    return found
+
+
+def with_built_upstreams(
+    options: Mapping[str, Any],
+    feature: type[BaseFeature],
+    built: Sequence[Any],
+    translator: MetaxyTranslator,
+) -> dict[str, Any]:
+    """``options`` with ``deps=`` naming the assets in ``built`` of ``feature``'s upstream features whose
+    keys differ from the translator's (e.g. a ``key_prefix`` given to one feature of a
+    ``build_metaxy_assets`` call), so the deps between assets of one call always connect."""
+    moved: list[Any] = []
+    for asset in built:
+        for name, key in feature_asset_keys([asset]).items():
+            upstream = next((d.feature for d in feature.spec.deps if str(d.feature) == name), None)
+            if upstream is not None and key != translator.get_asset_key(feature.graph.get_feature(upstream)):
+                moved.append(asset)
+    if not moved:
+        return dict(options)
+    return {**options, "deps": [*moved, *(options.get("deps") or [])]}
+
+
+def rewire_feature_deps(
+    derived: Sequence[dg.AssetDep], spec: dg.AssetSpec, user_deps: Any, feature: type[BaseFeature]
+) -> dg.AssetSpec:
+    """``spec`` with the deps on upstream features pointed at the assets the user passed for them.
+
+    ``derived`` are the translator's deps of ``feature`` (one per feature dep, in order). A metaxy asset
+    or metaxified spec of an upstream feature given in ``user_deps`` lives under its own key
+    (``key_prefix=``, ``keep_key=True``); it replaces the key the translator derived, so the dep is
+    wired to a real asset instead of a phantom one of the derived key. Partition mappings are kept.
+    """
+    given = feature_asset_keys(user_deps)
+    if not given or len(derived) != len(feature.spec.deps):
+        return spec  # nothing to rewire, or a translator whose deps are not one per feature dep
+    replace = {
+        d.asset_key: given[str(fd.feature)]
+        for fd, d in zip(feature.spec.deps, derived, strict=True)
+        if str(fd.feature) in given
+    }
+    if not replace:
+        return spec
+    deps: list[dg.AssetDep] = []
+    seen: set[dg.AssetKey] = set()
+    for d in spec.deps:  # the derived deps come first, so their partition mappings are the ones kept
+        key = replace.get(d.asset_key, d.asset_key)
+        if key not in seen:
+            seen.add(key)
+            deps.append(dg.AssetDep(key, partition_mapping=d.partition_mapping))
+    return spec.replace_attributes(deps=deps)
 
 
 def _enrich(
@@ -179,6 +246,7 @@ def metaxify(
     features: FeatureMap | None = None,
     translator: MetaxyTranslator | None = None,
     keep_key: bool = False,
+    deps: Iterable[Any] | None = None,
 ) -> dg.AssetSpec: ...
 
 
@@ -190,6 +258,7 @@ def metaxify(
     features: FeatureMap | None = None,
     translator: MetaxyTranslator | None = None,
     keep_key: bool = False,
+    deps: Iterable[Any] | None = None,
 ) -> dg.AssetsDefinition: ...
 
 
@@ -200,6 +269,7 @@ def metaxify(
     features: FeatureMap | None = None,
     translator: MetaxyTranslator | None = None,
     keep_key: bool = False,
+    deps: Iterable[Any] | None = None,
 ) -> dg.AssetSpec | dg.AssetsDefinition:
     """``target`` (an ``AssetSpec``, ``@asset`` or ``@multi_asset``) with metaxy's keys, deps and metadata.
 
@@ -214,6 +284,9 @@ def metaxify(
         translator: derives keys, metadata, tags, kinds (default :class:`MetaxyTranslator`); use the
             same one as the rest of the code location so deps connect.
         keep_key: keep the single asset's own key (the feature is recorded in the metadata).
+        deps: assets (or specs) of upstream features that live under keys of their own (their
+            ``key_prefix=``, ``keep_key=True``): deps and column lineage point at them instead of at
+            the key the translator gives those features.
 
     Specs that stand for no feature are left as they are. Deps between features of one call point
     at the keys that call gives them.
@@ -226,6 +299,10 @@ def metaxify(
     rename = feature is not None and not keep_key
     final_key = {k: (tr.get_asset_key(f) if rename else k) for k, f in by_key.items()}
     key_of = {f.spec.key: final_key[k] for k, f in by_key.items()}
+    known = {str(k): k for k in next(iter(by_key.values())).graph.features_by_key}
+    for name, key in feature_asset_keys(deps).items():  # upstreams under keys of their own
+        if name in known:
+            key_of.setdefault(known[name], key)
     for cls in by_key.values():
         register_feature(cls)
 

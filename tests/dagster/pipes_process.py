@@ -2,7 +2,7 @@
 
 Run by ``dg.PipesSubprocessClient``; knows nothing of metaxy or the store. ``PIPES_MODE`` picks how
 the rows go back: ``file`` (parquet at ``metaxy_rows_path``), ``message`` (a custom message) or
-``none`` (no rows: the step must fail).
+``none`` (no rows: the step must fail) or ``crash`` (the process fails after writing its rows).
 """
 
 import os
@@ -18,8 +18,10 @@ def main() -> None:
         rows = todo.select("video_id", pl.format("text of {}", "video_id").alias("text"))
         pipes.log.info(f"transcribed {rows.height} video(s) of {extras['metaxy_feature']}")
         mode = os.environ.get("PIPES_MODE", "file")
-        if mode == "file":
+        if mode in ("file", "crash"):
             rows.write_parquet(extras["metaxy_rows_path"])
+        if mode == "crash":
+            raise RuntimeError("the model crashed")
         elif mode == "message":
             pipes.report_custom_message({"metaxy_rows": rows.to_dicts()})
         if os.environ.get("PIPES_CHECK"):

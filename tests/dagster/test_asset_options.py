@@ -191,3 +191,98 @@ def test_unannotated_unknown_parameters_are_explained(features: Features) -> Non
         mxd.metaxy_asset(features.Transcript)(body)
     with pytest.raises(mxd.MetaxyDefinitionError, match=r"ins= names \['vocab'\]"):
         mxd.metaxy_asset(features.Transcript, ins={"vocab": dg.AssetIn("vocabulary")})(lambda increment: None)
+
+
+def test_deps_on_an_upstream_feature_asset_rewire_its_dep(
+    features: Features, samples: Samples, instance: dg.DagsterInstance, res: dict[str, Any]
+) -> None:
+    """An upstream feature's asset under another key (key_prefix, metaxify's keep_key) is wired by passing it
+    in deps=: it replaces the key the translator would give that feature, so no phantom asset appears and
+    the run orders the steps."""
+
+    @mxd.metaxy_asset(features.Video, samples=samples.frame, key_prefix="lake")
+    def raw(increment: mxd.MetaxyIncrement) -> pl.DataFrame:
+        samples.calls.append("raw")
+        return increment.to_process().select("video_id", "path")
+
+    @mxd.metaxy_asset(features.Transcript, key_prefix="lake", deps=[raw])
+    def stt(increment: mxd.MetaxyIncrement) -> pl.DataFrame:
+        samples.calls.append("stt")
+        return increment.to_process().select("video_id", pl.lit("x").alias("text"))
+
+    (spec,) = stt.specs
+    assert [d.asset_key for d in spec.deps] == [dg.AssetKey(["lake", "video", "raw"])]
+    graph = dg.Definitions(assets=[stt, raw], resources=res).resolve_asset_graph()
+    assert set(graph.get_all_asset_keys()) == {dg.AssetKey(["lake", "video", "raw"]), spec.key}
+    result = dg.materialize([stt, raw], resources=res, instance=instance)
+    assert result.success
+    assert samples.calls == ["raw", "stt"]
+
+    external = mxd.metaxify(dg.AssetSpec("videos_table"), features.Video, keep_key=True)
+    by_spec = mxd.metaxy_asset(features.Transcript, deps=[external])(stt_body)
+    assert [d.asset_key for d in by_spec.specs_by_key[by_spec.key].deps] == [dg.AssetKey("videos_table")]
+
+
+def stt_body(increment: mxd.MetaxyIncrement) -> pl.DataFrame:
+    return increment.to_process().select("video_id", pl.lit("x").alias("text"))
+
+
+def test_build_metaxy_assets_takes_options_per_feature(features: Features, samples: Samples) -> None:
+    built = mxd.build_metaxy_assets(
+        [features.Video, features.Transcript],
+        compute={features.Transcript: stt_body},
+        samples={features.Video: samples.frame},
+        options={
+            features.Transcript: {"owners": ["team:speech"], "retry_policy": dg.RetryPolicy(max_retries=3)},
+            features.Video: {"group_name": "ingest", "metadata": {"source": "s3"}},
+        },
+    )
+    raw, stt = built
+    assert isinstance(raw, dg.AssetsDefinition)
+    assert isinstance(stt, dg.AssetsDefinition)
+    (raw_spec,) = raw.specs
+    (stt_spec,) = stt.specs
+    assert (raw_spec.group_name, raw_spec.metadata["source"]) == ("ingest", "s3")
+    assert raw_spec.metadata["metaxy/feature"] == "video/raw"
+    assert stt_spec.owners == ["team:speech"]
+    assert stt.op.retry_policy == dg.RetryPolicy(max_retries=3)
+    # An upstream given its own key_prefix stays wired to the features built with it.
+    prefixed = mxd.build_metaxy_assets(
+        [features.Video, features.Transcript],
+        compute={features.Transcript: stt_body},
+        samples={features.Video: samples.frame},
+        options={features.Video: {"key_prefix": "lake"}},
+    )
+    prefixed_stt = prefixed[1]
+    assert isinstance(prefixed_stt, dg.AssetsDefinition)
+    assert [d.asset_key for d in prefixed_stt.specs_by_key[STT].deps] == [
+        dg.AssetKey(["lake", "video", "raw"])
+    ]
+    with pytest.raises(
+        mxd.MetaxyDefinitionError, match=r"\['video/chunk'\] appear in compute/samples/observe/options"
+    ):
+        mxd.build_metaxy_assets(
+            [features.Video], samples={features.Video: samples.frame}, options={features.Chunk: {}}
+        )
+
+
+def test_a_declared_check_without_a_result_fails_before_writing(
+    features: Features, samples: Samples, instance: dg.DagsterInstance, res: dict[str, Any]
+) -> None:
+    """As with dg.asset, a check_spec the body gives no result for fails the step; nothing is written."""
+    raw, *_ = build_assets(features, samples)
+
+    @mxd.metaxy_asset(features.Transcript, check_specs=[dg.AssetCheckSpec("non_empty_text", asset=STT)])
+    def stt(increment: mxd.MetaxyIncrement) -> pl.DataFrame:
+        return increment.to_process().select("video_id", pl.lit("x").alias("text"))
+
+    result = dg.materialize([raw, stt], instance=instance, resources=res, raise_on_error=False)
+    assert not result.success
+    (failure,) = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
+    message = failure.event_specific_data.error.cause.message
+    assert "'video/stt'" in message
+    assert "['non_empty_text']" in message
+    assert "yield dg.AssetCheckResult" in message
+    assert [e.asset_key for e in result.get_asset_materialization_events()] == [dg.AssetKey(["video", "raw"])]
+    with mxd.MetaxyStoreResource(type="duckdb", config=res["metaxy_store"].config).open() as store:
+        assert features.Transcript.spec.key not in store.list_features()

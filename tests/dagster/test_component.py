@@ -156,6 +156,34 @@ def test_switches_and_selection(project: tuple[str, Path]) -> None:
     assert observed.get(dg.AssetKey(["docs", "summary"])).is_materializable
 
 
+def test_two_components_on_one_config_merge(project: tuple[str, Path]) -> None:
+    """Components splitting one project's features (one defs.yaml per team) share the store resources."""
+    package, pkg = project
+    config = str(pkg / "metaxy.toml")
+    first = component_defs(
+        component=mxd.MetaxyComponent(
+            config_file=config, select=["docs/raw"], samples={"docs/raw": f"{package}.bodies:list_docs"}
+        )
+    )
+    second = component_defs(
+        component=mxd.MetaxyComponent(
+            config_file=config,
+            select=["docs/summary"],
+            compute=f"{package}.bodies",
+            sensor_name="summary_sensor",
+            graph_asset=False,
+        )
+    )
+    merged = dg.Definitions.merge(first, second)
+    assert {k.to_user_string() for k in merged.resolve_asset_graph().materializable_asset_keys} == {
+        "docs/raw",
+        "docs/summary",
+        "metaxy/graph",
+    }
+    assert merged.resources is not None
+    assert set(merged.resources) == {"metaxy_store", "metaxy_io_manager"}
+
+
 @pytest.mark.parametrize(
     ("attributes", "message"),
     [
@@ -163,12 +191,26 @@ def test_switches_and_selection(project: tuple[str, Path]) -> None:
         ({"compute": {"docs/summary": "no_colon"}}, r"compute\['docs/summary'\] is 'no_colon'; write it as"),
         ({"compute": "no_such_module_here"}, r"cannot import module 'no_such_module_here'"),
         ({"config_file": "missing.toml"}, r"config_file 'missing.toml' does not exist"),
+        # A feature without a body names the component's attributes, not the Python factories.
+        ({}, r"\['docs/raw', 'docs/summary'\] have no asset body.*`compute:`.*`samples:`.*`select:`"),
+        ({"store": "prod"}, r"store: 'prod' is not a store of .*metaxy.toml.*\['dev'\]"),
+        (  # a misspelled key in assets/observe would otherwise configure nothing, silently
+            {"compute": "{pkg}.bodies", "assets": {"doc/summary": {"owners": ["team:docs"]}}},
+            r"assets: 'doc/summary' matches no selected feature.*\['docs/raw', 'docs/summary'\]",
+        ),
+        ({"compute": "{pkg}.bodies", "observe": ["docs/rw"]}, r"observe: 'docs/rw' matches no selected"),
+        (
+            {"compute": "{pkg}.bodies", "observe": ["docs/raw"], "assets": {"docs/raw": {"owners": ["a:b"]}}},
+            r"assets: 'docs/raw' selects only observable sources",
+        ),
     ],
 )
 def test_bad_attributes_are_named(
     project: tuple[str, Path], attributes: dict[str, Any], message: str
 ) -> None:
-    _, pkg = project
+    package, pkg = project
+    if attributes.get("compute") == "{pkg}.bodies":
+        attributes = {**attributes, "compute": f"{package}.bodies"}
     component = mxd.MetaxyComponent(**{"config_file": str(pkg / "metaxy.toml"), **attributes})
     with pytest.raises(mxd.MetaxyDefinitionError, match=message):
         component_defs(component=component)

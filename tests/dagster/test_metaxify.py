@@ -182,3 +182,20 @@ def test_ambiguous_or_unknown_mappings_are_refused(features: Features) -> None:
         mxd.metaxify(two, features={"c": features.Faces})
     with pytest.raises(mxd.MetaxyDefinitionError, match="video/faces"):
         mxd.metaxify(two, features=[features.Faces])
+
+
+def test_deps_name_an_upstream_kept_under_its_own_key(features: Features) -> None:
+    """An upstream feature's asset under another key is given in deps=: deps and column lineage use its key."""
+    videos = mxd.metaxify(dg.AssetSpec("videos_table"), features.Video, keep_key=True)
+
+    @dg.asset(deps=[videos])
+    def chunks() -> None: ...
+
+    enriched = mxd.metaxify(chunks, features.Chunk, deps=[videos])
+    (spec,) = enriched.specs
+    assert [d.asset_key for d in spec.deps] == [dg.AssetKey("videos_table")]
+    assert enriched.keys_by_input_name == {"videos_table": dg.AssetKey("videos_table")}
+    lineage = spec.metadata["dagster/column_lineage"].deps_by_column
+    assert {d.asset_key for deps in lineage.values() for d in deps} == {dg.AssetKey("videos_table")}
+    on_spec = mxd.metaxify(dg.AssetSpec("chunks_table"), features.Chunk, deps=[videos])
+    assert [d.asset_key for d in on_spec.deps] == [dg.AssetKey("videos_table")]

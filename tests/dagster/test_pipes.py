@@ -106,3 +106,34 @@ def test_checks_reported_by_the_process_reach_dagster(
     checks = {e.check_name: e for e in result.get_asset_check_evaluations()}
     assert checks["rows_nonempty"].passed
     assert checks["rows_nonempty"].metadata["rows"].value == 2
+
+
+@pytest.mark.parametrize(
+    ("mode", "check_specs", "error"),
+    [
+        ("crash", [], r"External execution process failed"),  # its rows file is there, and ignored
+        (
+            "file",
+            [dg.AssetCheckSpec("rows_nonempty", asset=dg.AssetKey(["video", "stt"]))],
+            r"gave no result",
+        ),
+    ],
+    ids=["crashed", "declared-check-unreported"],
+)
+def test_a_failing_process_writes_nothing(
+    features: Features,
+    samples: Samples,
+    instance: dg.DagsterInstance,
+    pipes_res: dict[str, Any],
+    monkeypatch: pytest.MonkeyPatch,
+    mode: str,
+    check_specs: list[dg.AssetCheckSpec],
+    error: str,
+) -> None:
+    monkeypatch.setenv("PIPES_MODE", mode)
+    raw, *_ = build_assets(features, samples)
+    stt = mxd.metaxy_pipes_asset(features.Transcript, command=SCRIPT, check_specs=check_specs)
+    with pytest.raises(Exception, match=error):
+        dg.materialize([raw, stt], instance=instance, resources=pipes_res)
+    with pipes_res["metaxy_store"].open() as store:
+        assert not store.has_feature(features.Transcript)
