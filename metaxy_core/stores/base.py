@@ -10,7 +10,7 @@ import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from types import TracebackType
 from typing import Any, ClassVar, Self
 
@@ -34,6 +34,7 @@ from metaxy_core.keys import FeatureKey
 from metaxy_core.lineage import ResolvePlan, TableSchema, build_plan
 from metaxy_core.provenance import PolarsHasher, check_hash_settings
 from metaxy_core.schema import coerce_declared_columns
+from metaxy_core.stores import _incremental
 
 FeatureRef = type[BaseFeature] | FeatureKey | str | Sequence[str]
 Filters = Any
@@ -126,6 +127,14 @@ class MetadataStore(abc.ABC):
     supports_lazy: ClassVar[bool] = True
     read_only: bool = False
     """A read-only store reads and resolves; ``write``, ``delete`` and ``append_system`` refuse."""
+    supports_incremental: ClassVar[bool] = False
+    """True when the store resolves from what changed since the last in-sync resolve (it
+    implements ``_count_changed`` and ``_resolve(..., restriction=KeyRestriction(since=...))``)."""
+    incremental_lag: timedelta = _incremental.DEFAULT_LAG
+    """How far back an incremental resolve looks before its checkpoint: at least the longest
+    time a write may take from stamping its rows to committing them while a resolve runs."""
+    _read_sessions_read_only: ClassVar[bool] = False
+    """True when a store opened just for a read opens read-only (and cannot record checkpoints)."""
     supports_parent_markers: ClassVar[bool] = False
     """True when ``_write`` takes ``parents=`` (:class:`ParentCover`) for expansion features and the
     resolve reads the parent markers; without it ``write(parents=...)`` is refused."""
@@ -231,17 +240,35 @@ class MetadataStore(abc.ABC):
         samples: Any = None,
         filters: Filters = None,
         lazy: bool = False,
+        partial: bool = False,
+        full: bool = False,
     ) -> Increment:
         """Compare expected provenance with stored rows; return new, stale and orphaned samples.
 
         Root features need ``samples``: the complete set of samples, with id columns and a
         ``metaxy_provenance_by_field`` struct of user-supplied values (e.g. content hashes).
+        ``partial=True`` says ``samples`` are only some of the root's samples: just those are
+        compared (new or stale) and nothing is reported orphaned, at a cost that follows the size
+        of ``samples`` rather than of the stored feature.
         ``filters`` restrict the target samples on both sides. ``lazy=True`` returns lazy frames.
+
+        Stores that support it (``supports_incremental``) resolve a non-root feature
+        incrementally when they can prove the result equal to a full one: only the samples whose
+        upstream or stored rows changed since the feature was last found in sync are examined.
+        ``full=True`` always compares every sample.
         """
         cls = self.feature_class(feature)
+        started = _incremental.now()
+        was_open = self.is_open
         with self._session(f"resolve_update({cls.spec.key})", ResolveError, reading=True):
             plan = build_plan(cls.graph, cls.spec.key, self._schema)
-            _check_stored_ids(cls, self._schema(cls.spec.key), "resolve_update", ResolveError)
+            target_schema = self._schema(cls.spec.key)
+            _check_stored_ids(cls, target_schema, "resolve_update", ResolveError)
+            if partial and cls.spec.deps:
+                raise ResolveError(
+                    f"resolve_update({cls.spec.key}, partial=True): partial is for root features, whose samples "
+                    f"you give; '{cls.spec.key}' has deps, so its samples come from upstream metadata. Drop partial=."
+                )
             samples_pl: pl.DataFrame | None = None
             if not cls.spec.deps:
                 if samples is None:
@@ -257,7 +284,45 @@ class MetadataStore(abc.ABC):
                 )
             if lazy and not self.supports_lazy:
                 lazy = False
-            return self._resolve(cls, plan, samples_pl, normalize_filters(filters), lazy)
+            filter_list = normalize_filters(filters)
+            if partial:
+                restriction = _incremental.KeyRestriction(samples_only=True)
+                return self._resolve(cls, plan, samples_pl, filter_list, lazy, restriction=restriction)
+            if full or filter_list or not self.supports_incremental or not _incremental.eligible(cls, plan):
+                return self._resolve(cls, plan, samples_pl, filter_list, lazy)
+            return self._resolve_incrementally(cls, plan, target_schema, lazy, started, was_open)
+
+    def _resolve_incrementally(
+        self,
+        cls: type[BaseFeature],
+        plan: ResolvePlan,
+        target_schema: TableSchema | None,
+        lazy: bool,
+        started: datetime,
+        was_open: bool,
+    ) -> Increment:
+        """Resolve only what changed since the last checkpoint (if any); record one when in sync.
+
+        A checkpoint is recorded after a resolve that examined something and found nothing to do,
+        when the store can write (a read-only session cannot) and the result is cheap to count
+        (eager, or restricted to the changed keys).
+        """
+        digest = _incremental.fingerprint(self, plan, target_schema)
+        since = _incremental.last_in_sync(self, plan, digest)
+        restriction = None
+        if since is not None:
+            changed = self._count_changed(plan, since)
+            if changed == 0:
+                # nothing changed since the feature was in sync: an empty, typed result
+                return self._resolve(
+                    cls, plan, None, [], lazy, restriction=_incremental.KeyRestriction(nothing=True)
+                )
+            restriction = _incremental.KeyRestriction(since=since)
+        increment = self._resolve(cls, plan, None, [], lazy, restriction=restriction)
+        writable = not self.read_only and (was_open or not self._read_sessions_read_only)
+        if writable and (not lazy or restriction is not None) and increment.is_empty:
+            _incremental.record_in_sync(self, plan, digest, started)
+        return increment
 
     def write(
         self,
@@ -330,6 +395,8 @@ class MetadataStore(abc.ABC):
         if frame.height == 0:
             return 0
         with self._session(f"import({cls.spec.key})"):
+            # imported rows keep their original timestamps: no checkpoint can see them as changed
+            self._note_change(cls.spec.key, "import")
             self._write(cls, frame, self._replace_key(cls))
         return frame.height
 
@@ -376,6 +443,7 @@ class MetadataStore(abc.ABC):
         with self._session(f"delete({cls.spec.key})"):
             if self._schema(cls.spec.key) is None:
                 return 0
+            self._note_change(cls.spec.key, "delete")
             return self._delete(cls, selected, soft)
 
     def has_feature(self, feature: FeatureRef) -> bool:
@@ -406,6 +474,7 @@ class MetadataStore(abc.ABC):
                     f"alter_column_type({key}): '{column}' is not a stored user column of '{key}' (stored: "
                     f"{list(schema.columns)})."
                 )
+            self._note_change(key, "alter_column_type")
             return self._alter_column(cls, column, dtype)
 
     def add_id_column(
@@ -434,6 +503,7 @@ class MetadataStore(abc.ABC):
                 raise FeatureNotFoundError(f"add_id_column({key}): no metadata stored for '{key}' yet.")
             if column in schema.columns:
                 raise MetadataValidationError(f"add_id_column({key}): '{column}' is already stored.")
+            self._note_change(key, "add_id_column")
             return self._add_id_column(cls, column, dtype, pl.Series([default]).cast(dtype).item())
 
     def _alter_column(self, cls: type[BaseFeature], column: str, dtype: pl.DataType) -> int:
@@ -473,7 +543,17 @@ class MetadataStore(abc.ABC):
         samples: pl.DataFrame | None,
         filters: list[Any],
         lazy: bool,
-    ) -> Increment: ...
+        restriction: _incremental.KeyRestriction | None = None,
+    ) -> Increment:
+        """Resolve ``plan``; ``restriction`` limits the compared keys (see :class:`KeyRestriction`).
+
+        A store receives ``restriction.since`` only with ``supports_incremental``; ``samples_only``
+        and ``nothing`` every store must honour.
+        """
+
+    def _count_changed(self, plan: ResolvePlan, since: datetime) -> int:
+        """Number of target keys whose upstream rows or stored row were written at or after ``since``."""
+        raise StoreError(f"{type(self).__name__} does not resolve incrementally.")
 
     @abc.abstractmethod
     def _write(
@@ -508,6 +588,11 @@ class MetadataStore(abc.ABC):
     def _list_features(self) -> list[FeatureKey]: ...
 
     # -- shared helpers ---------------------------------------------------------------------------
+    def _note_change(self, key: FeatureKey, what: str) -> None:
+        """Before rows of ``key`` change without fresh write stamps: void incremental checkpoints."""
+        if self.supports_incremental:
+            _incremental.record_change(self, key, what)
+
     @staticmethod
     def _replace_key(cls: type[BaseFeature]) -> tuple[str, ...]:
         for dep in cls.spec.deps:
