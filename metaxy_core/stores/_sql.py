@@ -371,7 +371,7 @@ def changed_keys_sql(
     if target_table is not None:
         keys = ", ".join(q(k) for k in plan.key_columns)
         parts.append(f"SELECT {keys} FROM ({target_table}) AS ct WHERE {q(C.UPDATED_AT)} >= {stamp}")
-    return " UNION ".join(parts)
+    return f"SELECT DISTINCT * FROM ({' UNION ALL '.join(parts)}) AS changed"
 
 
 def restricted_dep_sources(plan: ResolvePlan, sources: dict[int, str], keys: str | None) -> dict[int, str]:

@@ -18,6 +18,7 @@ from metaxy_core.keys import FeatureKey
 from metaxy_core.lineage import ResolvePlan, TableSchema
 from metaxy_core.schema import widened_columns
 from metaxy_core.stores import _polars as P
+from metaxy_core.stores._incremental import KeyRestriction
 from metaxy_core.stores.base import MetadataStore, ParentCover
 
 _struct_fields = P.struct_fields
@@ -139,11 +140,18 @@ class InMemoryMetadataStore(MetadataStore):
         samples: pl.DataFrame | None,
         filters: list[Any],
         lazy: bool,
+        restriction: KeyRestriction | None = None,
     ) -> Increment:
         h = self.hasher
         stored = None
         if plan.feature in self._current:
             rows, present = self._stored_rows(plan, filters)
+            if restriction is not None and restriction.samples_only and samples is not None:
+                # a partial root update compares only the stored rows of the given samples
+                keys = list(plan.key_columns)
+                rows = rows.join(samples.lazy().select(keys), on=keys, how="semi", nulls_equal=True)
+            elif restriction is not None:
+                rows = rows.head(0)
             stored = P.stored_frame(plan, rows, set(present))
         if plan.missing_required:
             return P.increment(plan, None, plan.key_columns, stored, lazy)
@@ -152,6 +160,8 @@ class InMemoryMetadataStore(MetadataStore):
             for dep in plan.deps
         ]
         expected, carried = P.expected_frame(plan, samples, [] if samples is not None else deps, h)
+        if restriction is not None and not restriction.samples_only:
+            expected = expected.head(0)  # only "nothing" reaches a store without incremental support
         return P.increment(plan, _apply_filters(expected, filters), carried, stored, lazy)
 
     # -- write ------------------------------------------------------------------------------------
