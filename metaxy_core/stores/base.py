@@ -303,9 +303,9 @@ class MetadataStore(abc.ABC):
     ) -> Increment:
         """Resolve only what changed since the last checkpoint (if any); record one when in sync.
 
-        A checkpoint is recorded after a resolve that examined something and found nothing to do,
-        when the store can write (a read-only session cannot) and the result is cheap to count
-        (eager, or restricted to the changed keys).
+        A checkpoint is recorded after an eager resolve that examined something and found nothing
+        to do, when the store can write (a read-only session cannot). Lazy results are not counted
+        here: that would run their query once more.
         """
         digest = _incremental.fingerprint(self, plan, target_schema)
         since = _incremental.last_in_sync(self, plan, digest)
@@ -320,7 +320,7 @@ class MetadataStore(abc.ABC):
             restriction = _incremental.KeyRestriction(since=since)
         increment = self._resolve(cls, plan, None, [], lazy, restriction=restriction)
         writable = not self.read_only and (was_open or not self._read_sessions_read_only)
-        if writable and (not lazy or restriction is not None) and increment.is_empty:
+        if writable and not lazy and increment.is_empty:
             _incremental.record_in_sync(self, plan, digest, started)
         return increment
 

@@ -170,11 +170,11 @@ def settle(store: mx.MetadataStore, g: Graph, values: dict[str, str]) -> None:
 
 
 @settings(
-    max_examples=8,
+    max_examples=6,
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
-@given(steps=st.lists(operation, min_size=2, max_size=6))
+@given(steps=st.lists(operation, min_size=2, max_size=5))
 def test_incremental_equals_full(store_factory: Callable[..., mx.MetadataStore], steps: list[Any]) -> None:
     graphs = {(r, c): build_graph(r, c) for r in "12" for c in "12"}
     g = graphs[("1", "1")]
