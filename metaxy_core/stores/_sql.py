@@ -380,3 +380,29 @@ def restricted_dep_sources(plan: ResolvePlan, sources: dict[int, str], keys: str
         dep.index: restrict(sources[dep.index], in_keys(dep_key_columns(plan, dep), keys))
         for dep in plan.deps
     }
+
+
+# -- history retention ----------------------------------------------------------------------------
+def compact_victims_sql(
+    d: SqlDialect,
+    history: str,
+    ids: Sequence[str],
+    row: str,
+    keep_versions: int,
+    before: datetime | None,
+) -> str:
+    """``row`` (a row identity such as DuckDB's ``rowid``) of every history row to remove.
+
+    Per sample (``ids``), superseded versions rank newest first by ``metaxy_updated_at``; those past
+    ``keep_versions`` and (with ``before``) written before it are removed.
+    """
+    parts = ", ".join(q(c) for c in ids)
+    updated = q(C.UPDATED_AT)
+    ranked = (
+        f"SELECT {row} AS __metaxy_row, {updated} AS __metaxy_at, row_number() OVER (PARTITION BY {parts} "
+        f"ORDER BY {updated} DESC, {q(C.CREATED_AT)} DESC) AS __metaxy_rank FROM {history}"
+    )
+    condition = f"__metaxy_rank > {int(keep_versions)}"
+    if before is not None:
+        condition += f" AND __metaxy_at < {d.timestamp(before)}"
+    return f"SELECT __metaxy_row FROM ({ranked}) AS r WHERE {condition}"

@@ -446,6 +446,53 @@ class MetadataStore(abc.ABC):
             self._note_change(cls.spec.key, "delete")
             return self._delete(cls, selected, soft)
 
+    def compact(
+        self,
+        features: Sequence[FeatureRef] | None = None,
+        *,
+        keep_versions: int | None = None,
+        older_than: timedelta | None = None,
+    ) -> dict[str, int]:
+        """Remove superseded row versions from history; returns the rows removed per feature.
+
+        A superseded version of a sample is removed when it is not one of the sample's
+        ``keep_versions`` most recent superseded versions and (with ``older_than``) was written
+        more than ``older_than`` ago. Current rows are never touched, and the kept history stays
+        readable with ``read(..., history=True)``. ``features``: the features to compact (default:
+        every stored feature of the active graph).
+        """
+        self._require_writable("compact")
+        if keep_versions is None and older_than is None:
+            raise MetadataValidationError(
+                "compact: say what to keep: keep_versions=N (the N most recent superseded versions per sample) "
+                "and/or older_than=timedelta(...) (remove only versions written longer ago)."
+            )
+        if keep_versions is not None and (isinstance(keep_versions, bool) or keep_versions < 0):
+            raise MetadataValidationError(
+                f"compact: keep_versions={keep_versions!r} must be an integer >= 0."
+            )
+        if older_than is not None and older_than < timedelta(0):
+            raise MetadataValidationError(f"compact: older_than={older_than} must not be negative.")
+        before = None if older_than is None else datetime.now(UTC) - older_than
+        removed: dict[str, int] = {}
+        with self._session("compact"):
+            if features is None:
+                graph = FeatureGraph.get_active()
+                stored = set(self._list_features())
+                classes = [graph.get_feature(k) for k in sorted(stored) if k in graph]
+            else:
+                classes = [self.feature_class(f) for f in features]
+            for cls in classes:
+                if self._schema(cls.spec.key) is None:
+                    raise FeatureNotFoundError(f"compact: no metadata stored for '{cls.spec.key}' yet.")
+                removed[str(cls.spec.key)] = self._compact(cls, keep_versions or 0, before)
+        return removed
+
+    def _compact(self, cls: type[BaseFeature], keep_versions: int, before: datetime | None) -> int:
+        """Remove the history rows of ``cls`` beyond each sample's ``keep_versions`` newest that
+        were written before ``before`` (None: whenever); returns how many."""
+        raise StoreError(f"{type(self).__name__} cannot compact history yet.")
+
     def has_feature(self, feature: FeatureRef) -> bool:
         key = self.feature_class(feature).spec.key if isinstance(feature, type) else FeatureKey(feature)  # type: ignore[arg-type]
         with self._session(reading=True):

@@ -956,6 +956,38 @@ class ClickHouseMetadataStore(MetadataStore):
         )
         return self._live_count(table)
 
+    # -- history retention ------------------------------------------------------------------------
+    def _compact(self, cls: type[BaseFeature], keep_versions: int, before: datetime | None) -> int:
+        """History rows are identified by (sample, write id); only committed ones are ranked."""
+        history = self._t(HISTORY_PREFIX + cls.spec.key.table_name)
+        parts = ", ".join(q(c) for c in cls.spec.id_columns)
+        versions = (
+            f"SELECT DISTINCT {parts}, {WRITE}, {q(C.UPDATED_AT)} AS at FROM {history} "
+            f"WHERE {SUPERSEDED_BY} IN (SELECT {WRITE} FROM {self._t(COMMITS)})"
+        )
+        ranked = (
+            f"SELECT {parts}, {WRITE}, at, row_number() OVER (PARTITION BY {parts} ORDER BY at DESC, {WRITE} DESC) "
+            f"AS n FROM ({versions}) AS v"
+        )
+        condition = f"n > {int(keep_versions)}"
+        if before is not None:
+            condition += f" AND at < {self.dialect.timestamp(before)}"
+        doomed = f"{TEMP_PREFIX}{new_write_id()}_{uuid.uuid4().hex[:8]}"
+        self._run(
+            f"CREATE TABLE {self._t(doomed)} ENGINE = Memory AS SELECT {parts}, {WRITE} FROM ({ranked}) AS r "
+            f"WHERE {condition}"
+        )
+        try:
+            count = int(self._rows(f"SELECT count() FROM {self._t(doomed)}")[0][0])
+            if count:
+                self._run(
+                    f"ALTER TABLE {history} DELETE WHERE ({parts}, {WRITE}) IN "
+                    f"(SELECT * FROM {self._t(doomed)}) SETTINGS mutations_sync = 2"
+                )
+        finally:
+            self._run(f"DROP TABLE IF EXISTS {self._t(doomed)}")
+        return count
+
     def _live_count(self, table: str) -> int:
         columns = list(self._columns(table))
         return int(self._rows(f"SELECT count() FROM {self._t(table)} FINAL WHERE {_live(columns)}")[0][0])

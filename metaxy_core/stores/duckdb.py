@@ -53,6 +53,7 @@ from metaxy_core.stores._sql import (
     STORED_PROV,
     SqlDialect,
     changed_keys_sql,
+    compact_victims_sql,
     diff_sql,
     expected_sql,
     in_keys,
@@ -818,6 +819,21 @@ class DuckDBMetadataStore(MetadataStore):
             ]
         self._in_transaction(f"add_id_column({cls.spec.key}, {column!r})", statements)
         return int(self._run(f"SELECT count(*) FROM {q(table)}")[0][0])
+
+    # -- history retention ------------------------------------------------------------------------
+    def _compact(self, cls: type[BaseFeature], keep_versions: int, before: datetime | None) -> int:
+        history = f"{HISTORY}.{q(cls.spec.key.table_name)}"
+        victims = compact_victims_sql(
+            self.dialect, history, cls.spec.id_columns, "rowid", keep_versions, before
+        )
+        self._run("BEGIN TRANSACTION")
+        try:
+            removed = int(self._run(f"DELETE FROM {history} WHERE rowid IN ({victims})")[0][0])
+            self._run("COMMIT")
+        except BaseException:
+            self._run("ROLLBACK")
+            raise
+        return removed
 
     # -- read / delete ----------------------------------------------------------------------------
     def _read(

@@ -4,6 +4,7 @@ Resolution runs as polars lazy queries with the same canonical strings as the SQ
 """
 
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
 import narwhals as nw
@@ -209,6 +210,24 @@ class InMemoryMetadataStore(MetadataStore):
         self._current[key], self._history[key] = new_current, new_history
         if markers is not None:
             self._markers[key] = markers
+
+    # -- history retention ------------------------------------------------------------------------
+    def _compact(self, cls: type[BaseFeature], keep_versions: int, before: datetime | None) -> int:
+        key = cls.spec.key
+        history = self._history.get(key)
+        if history is None or history.height == 0:
+            return 0
+        ranked = (
+            history.with_row_index("__metaxy_i")
+            .sort([C.UPDATED_AT, C.CREATED_AT], descending=True, maintain_order=True)
+            .with_columns(pl.int_range(pl.len()).over(list(cls.spec.id_columns)).alias("__metaxy_rank"))
+        )
+        gone = pl.col("__metaxy_rank") >= keep_versions
+        if before is not None:
+            gone = gone & (pl.col(C.UPDATED_AT) < before)
+        kept = ranked.filter(~gone).sort("__metaxy_i").drop("__metaxy_i", "__metaxy_rank")
+        self._history[key] = kept
+        return history.height - kept.height
 
     # -- schema changes ---------------------------------------------------------------------------
     def _alter_column(self, cls: type[BaseFeature], column: str, dtype: pl.DataType) -> int:

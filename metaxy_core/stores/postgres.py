@@ -42,6 +42,7 @@ from metaxy_core.stores._sql import (
     STORED_PROV,
     SqlDialect,
     changed_keys_sql,
+    compact_victims_sql,
     diff_sql,
     expected_sql,
     in_keys,
@@ -881,6 +882,17 @@ class PostgreSQLMetadataStore(MetadataStore):
             return int(self._run(f"SELECT count(*) FROM {self._current_table(table)}")[0][0])
 
     # -- read / delete ----------------------------------------------------------------------------
+    def _compact(self, cls: type[BaseFeature], keep_versions: int, before: datetime | None) -> int:
+        history = self._history_table(self._table(cls.spec.key))
+        victims = compact_victims_sql(
+            self.dialect, history, cls.spec.id_columns, "ctid", keep_versions, before
+        )
+        with self._tx(f"compact({cls.spec.key})"):
+            rows = self._run(
+                f"WITH gone AS (DELETE FROM {history} WHERE ctid IN ({victims}) RETURNING 1) SELECT count(*) FROM gone"
+            )
+        return int(rows[0][0])
+
     def _read(
         self,
         cls: type[BaseFeature],

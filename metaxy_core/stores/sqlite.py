@@ -333,6 +333,29 @@ class SQLiteMetadataStore(MetadataStore):
             expected = expected.head(0)  # only "nothing" reaches a store without incremental support
         return P.increment(plan, _polars_filters(expected, filters), carried, stored, lazy)
 
+    # -- history retention ------------------------------------------------------------------------
+    def _compact(self, cls: type[BaseFeature], keep_versions: int, before: datetime | None) -> int:
+        history = HISTORY + cls.spec.key.table_name
+        with self._transaction(write=True):
+            schema = self._logical(cls.spec.key.table_name)  # the history table shares its schema
+            if schema is None:
+                return 0
+            updated, created = q(C.UPDATED_AT), q(C.CREATED_AT)
+            ids = ", ".join(q(c) for c in cls.spec.id_columns)
+            ranked = (
+                f"SELECT rowid AS r, {updated} AS at, row_number() OVER (PARTITION BY {ids} ORDER BY {updated} DESC, "
+                f"{created} DESC) AS n FROM {q(history)}"
+            )
+            condition = f"n > {int(keep_versions)}"
+            if before is not None:
+                # timestamps are stored as integers in the column's time unit
+                cutoff = int(pl.Series([before]).cast(schema[C.UPDATED_AT]).to_physical()[0])
+                condition += f" AND at < {cutoff}"
+            self._run(
+                f"DELETE FROM {q(history)} WHERE rowid IN (SELECT r FROM ({ranked}) AS k WHERE {condition})"
+            )
+            return int(self._run("SELECT changes()")[0][0])
+
     # -- write ------------------------------------------------------------------------------------
     def _write(
         self,
