@@ -145,6 +145,9 @@ class MetadataStore(abc.ABC):
         self._hash_length = DEFAULT_HASH_LENGTH if hash_length is None else hash_length
         self._depth = 0
         self._opening_for_read = False
+        # In-sync checkpoints found by read-only sessions, recorded at the next writable open.
+        self._pending_checkpoints: list[tuple[ResolvePlan, str, datetime]] = []
+        self._writable_session = False
         check_hash_settings(hash_algorithm, self._hash_length)
 
     # -- settings ---------------------------------------------------------------------------------
@@ -165,8 +168,27 @@ class MetadataStore(abc.ABC):
     def __enter__(self) -> Self:
         if self._depth == 0:
             self._open()
+            self._writable_session = self._session_writable()
+            self._depth += 1
+            try:
+                self._flush_checkpoints()
+            except BaseException:
+                self.__exit__(None, None, None)
+                raise
+            return self
         self._depth += 1
         return self
+
+    def _session_writable(self) -> bool:
+        """Whether this open session may write (a read opened just for one call may not)."""
+        return not self.read_only and not (self._opening_for_read and self._read_sessions_read_only)
+
+    def _flush_checkpoints(self) -> None:
+        if not self._pending_checkpoints or not self._writable_session:
+            return
+        pending, self._pending_checkpoints = self._pending_checkpoints, []
+        for plan, digest, started in pending:
+            _incremental.record_in_sync(self, plan, digest, started)
 
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
@@ -259,7 +281,6 @@ class MetadataStore(abc.ABC):
         """
         cls = self.feature_class(feature)
         started = _incremental.now()
-        was_open = self.is_open
         with self._session(f"resolve_update({cls.spec.key})", ResolveError, reading=True):
             plan = build_plan(cls.graph, cls.spec.key, self._schema)
             target_schema = self._schema(cls.spec.key)
@@ -290,7 +311,7 @@ class MetadataStore(abc.ABC):
                 return self._resolve(cls, plan, samples_pl, filter_list, lazy, restriction=restriction)
             if full or filter_list or not self.supports_incremental or not _incremental.eligible(cls, plan):
                 return self._resolve(cls, plan, samples_pl, filter_list, lazy)
-            return self._resolve_incrementally(cls, plan, target_schema, lazy, started, was_open)
+            return self._resolve_incrementally(cls, plan, target_schema, lazy, started)
 
     def _resolve_incrementally(
         self,
@@ -299,13 +320,12 @@ class MetadataStore(abc.ABC):
         target_schema: TableSchema | None,
         lazy: bool,
         started: datetime,
-        was_open: bool,
     ) -> Increment:
         """Resolve only what changed since the last checkpoint (if any); record one when in sync.
 
         A checkpoint is recorded after an eager resolve that examined something and found nothing
-        to do, when the store can write (a read-only session cannot). Lazy results are not counted
-        here: that would run their query once more.
+        to do; a read-only session keeps it until the store next opens for writing. Lazy results
+        are not counted here: that would run their query once more.
         """
         digest = _incremental.fingerprint(self, plan, target_schema)
         since = _incremental.last_in_sync(self, plan, digest)
@@ -319,9 +339,14 @@ class MetadataStore(abc.ABC):
                 )
             restriction = _incremental.KeyRestriction(since=since)
         increment = self._resolve(cls, plan, None, [], lazy, restriction=restriction)
-        writable = not self.read_only and (was_open or not self._read_sessions_read_only)
-        if writable and not lazy and increment.is_empty:
+        if lazy or self.read_only or not increment.is_empty:
+            return increment
+        if self._writable_session:
             _incremental.record_in_sync(self, plan, digest, started)
+        else:
+            # A read-only session (DuckDB outside `with`) excluded every writer while it read, so the
+            # checkpoint stays true: record it when this store next opens for writing.
+            self._pending_checkpoints.append((plan, digest, started))
         return increment
 
     def write(

@@ -281,3 +281,23 @@ def test_partial_is_for_roots(store: mx.MetadataStore) -> None:
     g = build_graph()
     with g.graph.use(), pytest.raises(mx.ResolveError, match="partial is for root features"):
         store.resolve_update(g.crop, partial=True)
+
+
+def test_read_only_resolves_record_checkpoints_at_the_next_write_session(
+    store_factory: Callable[..., mx.MetadataStore],
+) -> None:
+    """DuckDB opens a store read-only for a call outside ``with``: its checkpoint waits for a writable open."""
+    g = build_graph()
+    store = store_factory()
+    if not store.supports_incremental:
+        pytest.skip(f"{type(store).__name__} resolves in full")
+    store.incremental_lag = timedelta(0)
+    with g.graph.use():
+        with store:
+            write_rows(store, g.raw, store.resolve_update(g.raw, samples=samples({"a": "v", "b": "v"})), None)
+            write_rows(store, g.crop, store.resolve_update(g.crop), None)
+        assert store.resolve_update(g.crop).is_empty  # outside `with`: read-only on DuckDB
+        with store:
+            recorded = store.read_system(CHECKPOINTS)
+            assert recorded is not None
+            assert "inc/crop" in recorded["feature"].to_list()
