@@ -172,9 +172,9 @@ def run_size(
         rows_q = floor_sql(hash_length, stored_table, rows=True)
         m = measure_many(
             {
-                "eager": lambda: store.resolve_update(crop),
+                "eager": lambda: store.resolve_update(crop, full=True),
                 "floor_rows": lambda: con.sql(rows_q).to_arrow_table(),
-                "lazy": lambda: store.resolve_update(crop, lazy=True).counts(),
+                "lazy": lambda: store.resolve_update(crop, lazy=True, full=True).counts(),
                 "floor_counts": lambda: con.sql(counts_q).fetchall()[0],
             },
             repeat,

@@ -317,8 +317,8 @@ def run_store(kind: str, n: int, repeat: int, rewrites: int, workdir: Path, thre
 
     def resolve_step(step: str, want: Counts, stored: str | None) -> Any:
         fns = {
-            "eager": lambda: store.resolve_update(crop),
-            "lazy": lambda: store.resolve_update(crop, lazy=True).counts(),
+            "eager": lambda: store.resolve_update(crop, full=True),
+            "lazy": lambda: store.resolve_update(crop, lazy=True, full=True).counts(),
             "floor": lambda: bench.floor(stored),
         }
         m = measure_many({k: timed(f) for k, f in fns.items()}, repeat)

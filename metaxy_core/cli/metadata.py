@@ -1,4 +1,4 @@
-"""``metaxy metadata status | delete | copy``."""
+"""``metaxy metadata status | delete | compact | copy``."""
 
 from typing import Annotated, Any, Literal
 
@@ -167,6 +167,60 @@ def delete(
                 count = store.delete(cls, where, soft=not hard, all_rows=all_rows)
                 out.print(f"{key}: {mode}-deleted {count} sample(s).")
             advance(str(key))
+
+
+@metadata_app.command
+def compact(
+    features: Annotated[tuple[str, ...], Parameter(name="FEATURES")] = (),
+    *,
+    keep_versions: Annotated[int | None, Parameter(name="--keep-versions")] = None,
+    older_than: Annotated[str | None, Parameter(name="--older-than")] = None,
+) -> None:
+    """Remove old superseded row versions from history (current rows are never touched).
+
+    A superseded version of a sample is removed when it is not one of the sample's N most recent
+    superseded versions (--keep-versions) and, with --older-than, was written longer ago than that.
+    The history that is kept stays readable.
+
+    Parameters
+    ----------
+    features
+        Feature keys to compact (default: every stored feature), e.g. video/raw.
+    keep_versions
+        Superseded versions to keep per sample (default 0 with --older-than).
+    older_than
+        Remove only versions written longer ago than this: a number and a unit, s, m, h, d or w (e.g. 30d).
+    """
+    graph = CTX.graph()
+    classes = [graph.get_feature(key) for key in features]
+    if keep_versions is None and older_than is None:
+        raise CliExit(1, "Say what to keep: --keep-versions N and/or --older-than DURATION (e.g. 30d).")
+    if keep_versions is not None and keep_versions < 0:
+        raise CliExit(1, f"--keep-versions {keep_versions}: give a number >= 0.")
+    age = None if older_than is None else _duration(older_than)
+    store = CTX.store()
+    out = stdout()
+    with store, graph.use():
+        removed = store.compact(classes or None, keep_versions=keep_versions, older_than=age)
+    for key, count in removed.items():
+        out.print(f"{key}: removed {count} superseded version(s).")
+    if not removed:
+        out.print("Nothing stored to compact.")
+
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def _duration(text: str) -> Any:
+    """``30d`` -> timedelta(days=30); units s, m, h, d, w."""
+    from datetime import timedelta
+
+    value, unit = text.strip()[:-1], text.strip()[-1:].lower()
+    if unit not in _UNITS or not value.replace(".", "", 1).isdigit():
+        raise CliExit(
+            1, f"--older-than {text!r}: give a number and a unit, s, m, h, d or w (e.g. 30d or 12h)."
+        )
+    return timedelta(seconds=float(value) * _UNITS[unit])
 
 
 @metadata_app.command

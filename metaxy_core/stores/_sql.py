@@ -8,6 +8,7 @@ stored current rows in a single FULL OUTER JOIN, labelling each differing key ``
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from metaxy_core import columns as C
 from metaxy_core.errors import ResolveError
@@ -107,6 +108,11 @@ class SqlDialect:
     def literal(value: str) -> str:
         """A string literal (engines differ on backslash escapes)."""
         return lit(value)
+
+    @staticmethod
+    def timestamp(value: datetime) -> str:
+        """A UTC timestamp literal comparable with the stored ``metaxy_updated_at``."""
+        return f"TIMESTAMPTZ {lit(value.astimezone(UTC).strftime('%Y-%m-%d %H:%M:%S.%f+00'))}"
 
 
 def _where(clauses: Sequence[str]) -> str:
@@ -312,3 +318,91 @@ def diff_sql(
         f"WHERE s.__metaxy_present IS NULL OR e.__metaxy_present IS NULL "
         f"OR s.__metaxy_n > 1 OR e.{prov} IS DISTINCT FROM s.{q(STORED_PROV)}"
     )
+
+
+# -- restricted resolves (incremental and partial) ------------------------------------------------
+NOTHING = "1 = 0"
+"""A key restriction that keeps no key: the engine skips the scans it guards."""
+
+
+def in_keys(columns: Sequence[str], keys: str | None) -> str:
+    """Predicate: ``columns`` (in order) are one of the rows of the SELECT ``keys``; None keeps nothing."""
+    if keys is None:
+        return NOTHING
+    left = q(columns[0]) if len(columns) == 1 else "(" + ", ".join(q(c) for c in columns) + ")"
+    return f"{left} IN (SELECT * FROM ({keys}) AS k)"
+
+
+def restrict(source: str, predicate: str | None) -> str:
+    """``source`` (a SELECT) limited to the rows matching ``predicate`` (None: all rows)."""
+    if predicate is None:
+        return source
+    return f"SELECT * FROM ({source}) AS kr WHERE {predicate}"
+
+
+def dep_key_columns(plan: ResolvePlan, dep: DepPlan) -> list[str]:
+    """The upstream columns of ``dep`` that hold the target's key columns, in key order."""
+    source_of = {out: src for src, out in dep.carried}
+    return [source_of[k] for k in plan.key_columns]
+
+
+def changed_keys_sql(
+    d: SqlDialect,
+    plan: ResolvePlan,
+    dep_tables: dict[int, str],
+    target_table: str | None,
+    since: datetime,
+) -> str:
+    """Target keys whose upstream rows or own stored row were written at or after ``since``.
+
+    ``dep_tables`` / ``target_table``: SELECTs of the stored rows of each upstream and of the target
+    (every version a store may still show; more rows only means more keys to recheck). Only for
+    identity lineage, where an upstream row's key columns are the target's key columns.
+    """
+    stamp = d.timestamp(since)
+    parts = []
+    for dep in plan.deps:
+        cols = ", ".join(
+            f"{q(src)} AS {q(k)}" for src, k in zip(dep_key_columns(plan, dep), plan.key_columns, strict=True)
+        )
+        parts.append(
+            f"SELECT {cols} FROM ({dep_tables[dep.index]}) AS c{dep.index} WHERE {q(C.UPDATED_AT)} >= {stamp}"
+        )
+    if target_table is not None:
+        keys = ", ".join(q(k) for k in plan.key_columns)
+        parts.append(f"SELECT {keys} FROM ({target_table}) AS ct WHERE {q(C.UPDATED_AT)} >= {stamp}")
+    return f"SELECT DISTINCT * FROM ({' UNION ALL '.join(parts)}) AS changed"
+
+
+def restricted_dep_sources(plan: ResolvePlan, sources: dict[int, str], keys: str | None) -> dict[int, str]:
+    """Each upstream's rows limited to the target keys in the SELECT ``keys`` (identity lineage)."""
+    return {
+        dep.index: restrict(sources[dep.index], in_keys(dep_key_columns(plan, dep), keys))
+        for dep in plan.deps
+    }
+
+
+# -- history retention ----------------------------------------------------------------------------
+def compact_victims_sql(
+    d: SqlDialect,
+    history: str,
+    ids: Sequence[str],
+    row: str,
+    keep_versions: int,
+    before: datetime | None,
+) -> str:
+    """``row`` (a row identity such as DuckDB's ``rowid``) of every history row to remove.
+
+    Per sample (``ids``), superseded versions rank newest first by ``metaxy_updated_at``; those past
+    ``keep_versions`` and (with ``before``) written before it are removed.
+    """
+    parts = ", ".join(q(c) for c in ids)
+    updated = q(C.UPDATED_AT)
+    ranked = (
+        f"SELECT {row} AS __metaxy_row, {updated} AS __metaxy_at, row_number() OVER (PARTITION BY {parts} "
+        f"ORDER BY {updated} DESC, {q(C.CREATED_AT)} DESC) AS __metaxy_rank FROM {history}"
+    )
+    condition = f"__metaxy_rank > {int(keep_versions)}"
+    if before is not None:
+        condition += f" AND __metaxy_at < {d.timestamp(before)}"
+    return f"SELECT __metaxy_row FROM ({ranked}) AS r WHERE {condition}"

@@ -10,7 +10,7 @@ import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from types import TracebackType
 from typing import Any, ClassVar, Self
 
@@ -34,6 +34,7 @@ from metaxy_core.keys import FeatureKey
 from metaxy_core.lineage import ResolvePlan, TableSchema, build_plan
 from metaxy_core.provenance import PolarsHasher, check_hash_settings
 from metaxy_core.schema import coerce_declared_columns
+from metaxy_core.stores import _incremental
 
 FeatureRef = type[BaseFeature] | FeatureKey | str | Sequence[str]
 Filters = Any
@@ -126,6 +127,14 @@ class MetadataStore(abc.ABC):
     supports_lazy: ClassVar[bool] = True
     read_only: bool = False
     """A read-only store reads and resolves; ``write``, ``delete`` and ``append_system`` refuse."""
+    supports_incremental: ClassVar[bool] = False
+    """True when the store resolves from what changed since the last in-sync resolve (it
+    implements ``_count_changed`` and ``_resolve(..., restriction=KeyRestriction(since=...))``)."""
+    incremental_lag: timedelta = _incremental.DEFAULT_LAG
+    """How far back an incremental resolve looks before its checkpoint: at least the longest
+    time a write may take from stamping its rows to committing them while a resolve runs."""
+    _read_sessions_read_only: ClassVar[bool] = False
+    """True when a store opened just for a read opens read-only (and cannot record checkpoints)."""
     supports_parent_markers: ClassVar[bool] = False
     """True when ``_write`` takes ``parents=`` (:class:`ParentCover`) for expansion features and the
     resolve reads the parent markers; without it ``write(parents=...)`` is refused."""
@@ -136,6 +145,9 @@ class MetadataStore(abc.ABC):
         self._hash_length = DEFAULT_HASH_LENGTH if hash_length is None else hash_length
         self._depth = 0
         self._opening_for_read = False
+        # In-sync checkpoints found by read-only sessions, recorded at the next writable open.
+        self._pending_checkpoints: list[tuple[ResolvePlan, str, datetime]] = []
+        self._writable_session = False
         check_hash_settings(hash_algorithm, self._hash_length)
 
     # -- settings ---------------------------------------------------------------------------------
@@ -156,8 +168,27 @@ class MetadataStore(abc.ABC):
     def __enter__(self) -> Self:
         if self._depth == 0:
             self._open()
+            self._writable_session = self._session_writable()
+            self._depth += 1
+            try:
+                self._flush_checkpoints()
+            except BaseException:
+                self.__exit__(None, None, None)
+                raise
+            return self
         self._depth += 1
         return self
+
+    def _session_writable(self) -> bool:
+        """Whether this open session may write (a read opened just for one call may not)."""
+        return not self.read_only and not (self._opening_for_read and self._read_sessions_read_only)
+
+    def _flush_checkpoints(self) -> None:
+        if not self._pending_checkpoints or not self._writable_session:
+            return
+        pending, self._pending_checkpoints = self._pending_checkpoints, []
+        for plan, digest, started in pending:
+            _incremental.record_in_sync(self, plan, digest, started)
 
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
@@ -231,17 +262,34 @@ class MetadataStore(abc.ABC):
         samples: Any = None,
         filters: Filters = None,
         lazy: bool = False,
+        partial: bool = False,
+        full: bool = False,
     ) -> Increment:
         """Compare expected provenance with stored rows; return new, stale and orphaned samples.
 
         Root features need ``samples``: the complete set of samples, with id columns and a
         ``metaxy_provenance_by_field`` struct of user-supplied values (e.g. content hashes).
+        ``partial=True`` says ``samples`` are only some of the root's samples: just those are
+        compared (new or stale) and nothing is reported orphaned, at a cost that follows the size
+        of ``samples`` rather than of the stored feature.
         ``filters`` restrict the target samples on both sides. ``lazy=True`` returns lazy frames.
+
+        Stores that support it (``supports_incremental``) resolve a non-root feature
+        incrementally when they can prove the result equal to a full one: only the samples whose
+        upstream or stored rows changed since the feature was last found in sync are examined.
+        ``full=True`` always compares every sample.
         """
         cls = self.feature_class(feature)
+        started = _incremental.now()
         with self._session(f"resolve_update({cls.spec.key})", ResolveError, reading=True):
             plan = build_plan(cls.graph, cls.spec.key, self._schema)
-            _check_stored_ids(cls, self._schema(cls.spec.key), "resolve_update", ResolveError)
+            target_schema = self._schema(cls.spec.key)
+            _check_stored_ids(cls, target_schema, "resolve_update", ResolveError)
+            if partial and cls.spec.deps:
+                raise ResolveError(
+                    f"resolve_update({cls.spec.key}, partial=True): partial is for root features, whose samples "
+                    f"you give; '{cls.spec.key}' has deps, so its samples come from upstream metadata. Drop partial=."
+                )
             samples_pl: pl.DataFrame | None = None
             if not cls.spec.deps:
                 if samples is None:
@@ -257,7 +305,49 @@ class MetadataStore(abc.ABC):
                 )
             if lazy and not self.supports_lazy:
                 lazy = False
-            return self._resolve(cls, plan, samples_pl, normalize_filters(filters), lazy)
+            filter_list = normalize_filters(filters)
+            if partial:
+                restriction = _incremental.KeyRestriction(samples_only=True)
+                return self._resolve(cls, plan, samples_pl, filter_list, lazy, restriction=restriction)
+            if full or filter_list or not self.supports_incremental or not _incremental.eligible(cls, plan):
+                return self._resolve(cls, plan, samples_pl, filter_list, lazy)
+            return self._resolve_incrementally(cls, plan, target_schema, lazy, started)
+
+    def _resolve_incrementally(
+        self,
+        cls: type[BaseFeature],
+        plan: ResolvePlan,
+        target_schema: TableSchema | None,
+        lazy: bool,
+        started: datetime,
+    ) -> Increment:
+        """Resolve only what changed since the last checkpoint (if any); record one when in sync.
+
+        A checkpoint is recorded after an eager resolve that examined something and found nothing
+        to do; a read-only session keeps it until the store next opens for writing. Lazy results
+        are not counted here: that would run their query once more.
+        """
+        digest = _incremental.fingerprint(self, plan, target_schema)
+        since = _incremental.last_in_sync(self, plan, digest)
+        restriction = None
+        if since is not None:
+            changed = self._count_changed(plan, since)
+            if changed == 0:
+                # nothing changed since the feature was in sync: an empty, typed result
+                return self._resolve(
+                    cls, plan, None, [], lazy, restriction=_incremental.KeyRestriction(nothing=True)
+                )
+            restriction = _incremental.KeyRestriction(since=since)
+        increment = self._resolve(cls, plan, None, [], lazy, restriction=restriction)
+        if lazy or self.read_only or not increment.is_empty:
+            return increment
+        if self._writable_session:
+            _incremental.record_in_sync(self, plan, digest, started)
+        else:
+            # A read-only session (DuckDB outside `with`) excluded every writer while it read, so the
+            # checkpoint stays true: record it when this store next opens for writing.
+            self._pending_checkpoints.append((plan, digest, started))
+        return increment
 
     def write(
         self,
@@ -330,6 +420,8 @@ class MetadataStore(abc.ABC):
         if frame.height == 0:
             return 0
         with self._session(f"import({cls.spec.key})"):
+            # imported rows keep their original timestamps: no checkpoint can see them as changed
+            self._note_change(cls.spec.key, "import")
             self._write(cls, frame, self._replace_key(cls))
         return frame.height
 
@@ -376,7 +468,55 @@ class MetadataStore(abc.ABC):
         with self._session(f"delete({cls.spec.key})"):
             if self._schema(cls.spec.key) is None:
                 return 0
+            self._note_change(cls.spec.key, "delete")
             return self._delete(cls, selected, soft)
+
+    def compact(
+        self,
+        features: Sequence[FeatureRef] | None = None,
+        *,
+        keep_versions: int | None = None,
+        older_than: timedelta | None = None,
+    ) -> dict[str, int]:
+        """Remove superseded row versions from history; returns the rows removed per feature.
+
+        A superseded version of a sample is removed when it is not one of the sample's
+        ``keep_versions`` most recent superseded versions and (with ``older_than``) was written
+        more than ``older_than`` ago. Current rows are never touched, and the kept history stays
+        readable with ``read(..., history=True)``. ``features``: the features to compact (default:
+        every stored feature of the active graph).
+        """
+        self._require_writable("compact")
+        if keep_versions is None and older_than is None:
+            raise MetadataValidationError(
+                "compact: say what to keep: keep_versions=N (the N most recent superseded versions per sample) "
+                "and/or older_than=timedelta(...) (remove only versions written longer ago)."
+            )
+        if keep_versions is not None and (isinstance(keep_versions, bool) or keep_versions < 0):
+            raise MetadataValidationError(
+                f"compact: keep_versions={keep_versions!r} must be an integer >= 0."
+            )
+        if older_than is not None and older_than < timedelta(0):
+            raise MetadataValidationError(f"compact: older_than={older_than} must not be negative.")
+        before = None if older_than is None else datetime.now(UTC) - older_than
+        removed: dict[str, int] = {}
+        with self._session("compact"):
+            if features is None:
+                graph = FeatureGraph.get_active()
+                stored = set(self._list_features())
+                classes = [graph.get_feature(k) for k in sorted(stored) if k in graph]
+            else:
+                classes = [self.feature_class(f) for f in features]
+            for cls in classes:
+                if self._schema(cls.spec.key) is None:
+                    raise FeatureNotFoundError(f"compact: no metadata stored for '{cls.spec.key}' yet.")
+                removed[str(cls.spec.key)] = self._compact(cls, keep_versions or 0, before)
+        return removed
+
+    def _compact(self, cls: type[BaseFeature], keep_versions: int, before: datetime | None) -> int:
+        """Remove the history rows of ``cls`` beyond each sample's ``keep_versions`` newest that
+        were written before ``before`` (None: whenever); returns how many."""
+        raise StoreError(f"{type(self).__name__} cannot compact history yet.")
 
     def has_feature(self, feature: FeatureRef) -> bool:
         key = self.feature_class(feature).spec.key if isinstance(feature, type) else FeatureKey(feature)  # type: ignore[arg-type]
@@ -406,6 +546,7 @@ class MetadataStore(abc.ABC):
                     f"alter_column_type({key}): '{column}' is not a stored user column of '{key}' (stored: "
                     f"{list(schema.columns)})."
                 )
+            self._note_change(key, "alter_column_type")
             return self._alter_column(cls, column, dtype)
 
     def add_id_column(
@@ -434,6 +575,7 @@ class MetadataStore(abc.ABC):
                 raise FeatureNotFoundError(f"add_id_column({key}): no metadata stored for '{key}' yet.")
             if column in schema.columns:
                 raise MetadataValidationError(f"add_id_column({key}): '{column}' is already stored.")
+            self._note_change(key, "add_id_column")
             return self._add_id_column(cls, column, dtype, pl.Series([default]).cast(dtype).item())
 
     def _alter_column(self, cls: type[BaseFeature], column: str, dtype: pl.DataType) -> int:
@@ -473,7 +615,17 @@ class MetadataStore(abc.ABC):
         samples: pl.DataFrame | None,
         filters: list[Any],
         lazy: bool,
-    ) -> Increment: ...
+        restriction: _incremental.KeyRestriction | None = None,
+    ) -> Increment:
+        """Resolve ``plan``; ``restriction`` limits the compared keys (see :class:`KeyRestriction`).
+
+        A store receives ``restriction.since`` only with ``supports_incremental``; ``samples_only``
+        and ``nothing`` every store must honour.
+        """
+
+    def _count_changed(self, plan: ResolvePlan, since: datetime) -> int:
+        """Number of target keys whose upstream rows or stored row were written at or after ``since``."""
+        raise StoreError(f"{type(self).__name__} does not resolve incrementally.")
 
     @abc.abstractmethod
     def _write(
@@ -508,6 +660,11 @@ class MetadataStore(abc.ABC):
     def _list_features(self) -> list[FeatureKey]: ...
 
     # -- shared helpers ---------------------------------------------------------------------------
+    def _note_change(self, key: FeatureKey, what: str) -> None:
+        """Before rows of ``key`` change without fresh write stamps: void incremental checkpoints."""
+        if self.supports_incremental:
+            _incremental.record_change(self, key, what)
+
     @staticmethod
     def _replace_key(cls: type[BaseFeature]) -> tuple[str, ...]:
         for dep in cls.spec.deps:

@@ -34,6 +34,7 @@ import threading
 import time
 import uuid
 from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import narwhals as nw
@@ -50,15 +51,20 @@ from metaxy_core.keys import FeatureKey
 from metaxy_core.lineage import ResolvePlan, TableSchema
 from metaxy_core.schema import widened_columns
 from metaxy_core.stores._clickhouse_exec import Executor, connect, mask_dsn, parse_dsn
+from metaxy_core.stores._incremental import KeyRestriction
 from metaxy_core.stores._sql import (
     STATUS,
     STORED_PBF,
     STORED_PROV,
     SqlDialect,
+    changed_keys_sql,
     diff_sql,
     expected_sql,
+    in_keys,
     q,
     removed_fields,
+    restrict,
+    restricted_dep_sources,
     stored_sql,
 )
 from metaxy_core.stores.base import MetadataStore, ParentCover
@@ -149,6 +155,11 @@ class ClickHouseDialect(SqlDialect):
     @staticmethod
     def string_list(items: Sequence[str]) -> str:
         return "CAST([" + ", ".join(items) + "] AS Array(String))"
+
+    @staticmethod
+    def timestamp(value: datetime) -> str:
+        text = value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+        return f"toDateTime64({chlit(text)}, 6, 'UTC')"
 
     @staticmethod
     def text_or_integer(ctype: str) -> bool:
@@ -254,6 +265,10 @@ class ClickHouseMetadataStore(MetadataStore):
 
     kind = "clickhouse"
     supports_parent_markers = True
+    supports_incremental = True
+    incremental_lag = timedelta(minutes=5)
+    """Several clients may write at once: rows stamped up to this long before a checkpoint may
+    still have been publishing, so an incremental resolve looks that far back again."""
 
     def __init__(
         self,
@@ -493,6 +508,7 @@ class ClickHouseMetadataStore(MetadataStore):
         samples: pl.DataFrame | None,
         filters: list[Any],
         lazy: bool,
+        restriction: KeyRestriction | None = None,
     ) -> Increment:
         d = self.dialect
         target_schema = self._schema(plan.feature)
@@ -505,6 +521,13 @@ class ClickHouseMetadataStore(MetadataStore):
                 samples_source = f"SELECT * FROM {self._t(temp)}"
                 samples_columns = [c for c in samples.columns if not C.is_system(c)]
             carried = samples_columns if samples is not None else plan.carried_columns
+            keys = None
+            if restriction is not None and restriction.samples_only:
+                assert samples_source is not None, "samples_only restricts a root's resolve to its samples"
+                keys = f"SELECT {', '.join(q(k) for k in plan.key_columns)} FROM ({samples_source}) AS ks"
+            elif restriction is not None and restriction.since is not None:
+                keys = self._changed_keys(plan, restriction.since)
+            only = None if restriction is None else in_keys(plan.key_columns, keys)
             if plan.missing_required:
                 expected = None
             else:
@@ -515,6 +538,8 @@ class ClickHouseMetadataStore(MetadataStore):
                     assert schema is not None
                     schemas[dep.index] = schema
                     sources[dep.index] = self._current_source(dep.table, schema, dep.filters)
+                if restriction is not None:
+                    sources = restricted_dep_sources(plan, sources, keys)
                 expected_schema: dict[str, Any] = dict(samples.schema) if samples is not None else {}
                 for schema in schemas.values():
                     expected_schema = {**schema.dtypes, **expected_schema}
@@ -528,7 +553,7 @@ class ClickHouseMetadataStore(MetadataStore):
                 # an expansion's parents without children count through their markers
                 expansion = plan.key_columns != plan.target_ids
                 source = self._current_source(plan.table, target_schema, filters, markers=expansion)
-                stored = stored_sql(d, plan, source, target_schema)
+                stored = stored_sql(d, plan, restrict(source, only), target_schema)
             if expected is None:
                 return self._orphans_only(plan, stored, lazy)
             diff = diff_sql(d, plan, expected, stored, carried, removed_fields(plan, target_schema))
@@ -536,6 +561,15 @@ class ClickHouseMetadataStore(MetadataStore):
         finally:
             if temp is not None:
                 self._run(f"DROP TABLE IF EXISTS {self._t(temp)}")
+
+    def _changed_keys(self, plan: ResolvePlan, since: datetime) -> str:
+        # Every stored row version, superseded and deleted ones included: more keys, never fewer.
+        deps = {dep.index: f"SELECT * FROM {self._t(dep.table)}" for dep in plan.deps}
+        target = f"SELECT * FROM {self._t(plan.table)}" if self._table_exists(plan.table) else None
+        return changed_keys_sql(self.dialect, plan, deps, target, since)
+
+    def _count_changed(self, plan: ResolvePlan, since: datetime) -> int:
+        return int(self._rows(f"SELECT count() FROM ({self._changed_keys(plan, since)}) AS c")[0][0])
 
     def _upload(self, frame: pl.DataFrame, where: str = "resolve_update(samples=...)") -> str:
         """``frame`` as a temporary table (ClickHouse reads it like any table; dropped after use)."""
@@ -843,6 +877,9 @@ class ClickHouseMetadataStore(MetadataStore):
             write = int(write_text)
             if not everything and write >= cutoff:
                 continue
+            if write in committed:
+                # rows stamped long ago become visible now: no checkpoint may count on their stamps
+                self._note_change(FeatureKey(table.split("__")), "recovered write")
             if write in committed and table not in tables:
                 self._publish(name, table, first=True)
             elif write in committed:
@@ -918,6 +955,38 @@ class ClickHouseMetadataStore(MetadataStore):
             f"ALTER TABLE {self._t(HISTORY_PREFIX + table)} ADD COLUMN {q(column)} {ctype} DEFAULT {value}"
         )
         return self._live_count(table)
+
+    # -- history retention ------------------------------------------------------------------------
+    def _compact(self, cls: type[BaseFeature], keep_versions: int, before: datetime | None) -> int:
+        """History rows are identified by (sample, write id); only committed ones are ranked."""
+        history = self._t(HISTORY_PREFIX + cls.spec.key.table_name)
+        parts = ", ".join(q(c) for c in cls.spec.id_columns)
+        versions = (
+            f"SELECT DISTINCT {parts}, {WRITE}, {q(C.UPDATED_AT)} AS at FROM {history} "
+            f"WHERE {SUPERSEDED_BY} IN (SELECT {WRITE} FROM {self._t(COMMITS)})"
+        )
+        ranked = (
+            f"SELECT {parts}, {WRITE}, at, row_number() OVER (PARTITION BY {parts} ORDER BY at DESC, {WRITE} DESC) "
+            f"AS n FROM ({versions}) AS v"
+        )
+        condition = f"n > {int(keep_versions)}"
+        if before is not None:
+            condition += f" AND at < {self.dialect.timestamp(before)}"
+        doomed = f"{TEMP_PREFIX}{new_write_id()}_{uuid.uuid4().hex[:8]}"
+        self._run(
+            f"CREATE TABLE {self._t(doomed)} ENGINE = Memory AS SELECT {parts}, {WRITE} FROM ({ranked}) AS r "
+            f"WHERE {condition}"
+        )
+        try:
+            count = int(self._rows(f"SELECT count() FROM {self._t(doomed)}")[0][0])
+            if count:
+                self._run(
+                    f"ALTER TABLE {history} DELETE WHERE ({parts}, {WRITE}) IN "
+                    f"(SELECT * FROM {self._t(doomed)}) SETTINGS mutations_sync = 2"
+                )
+        finally:
+            self._run(f"DROP TABLE IF EXISTS {self._t(doomed)}")
+        return count
 
     def _live_count(self, table: str) -> int:
         columns = list(self._columns(table))

@@ -29,6 +29,7 @@ import random
 import time
 import uuid
 from collections.abc import Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -45,15 +46,21 @@ from metaxy_core.keys import FeatureKey
 from metaxy_core.lineage import ResolvePlan, TableSchema
 from metaxy_core.schema import widened_columns
 from metaxy_core.stores import _queue_lock
+from metaxy_core.stores._incremental import KeyRestriction
 from metaxy_core.stores._sql import (
     STATUS,
     STORED_PBF,
     STORED_PROV,
     SqlDialect,
+    changed_keys_sql,
+    compact_victims_sql,
     diff_sql,
     expected_sql,
+    in_keys,
     q,
     removed_fields,
+    restrict,
+    restricted_dep_sources,
     stored_sql,
 )
 from metaxy_core.stores.base import MetadataStore, ParentCover, require_open
@@ -111,6 +118,8 @@ class DuckDBMetadataStore(MetadataStore):
 
     kind = "duckdb"
     supports_parent_markers = True
+    supports_incremental = True
+    _read_sessions_read_only = True
 
     def __init__(
         self,
@@ -409,9 +418,10 @@ class DuckDBMetadataStore(MetadataStore):
         samples: pl.DataFrame | None,
         filters: list[Any],
         lazy: bool,
+        restriction: KeyRestriction | None = None,
     ) -> Increment:
         if samples is None:
-            return self._resolve_sql(plan, None, [], filters, lazy)
+            return self._resolve_sql(plan, None, [], filters, lazy, restriction)
         # The samples are registered as a view only for as long as a query can read them: an eager
         # resolve releases them at once (a registered Arrow table stays in memory until
         # unregistered), a lazy one when the store closes (its relations read the view until then).
@@ -419,11 +429,20 @@ class DuckDBMetadataStore(MetadataStore):
         self.connection.register(name, samples.to_arrow())
         if lazy:
             self._lazy_views.append(name)
-            return self._resolve_sql(plan, name, samples.columns, filters, lazy)
+            return self._resolve_sql(plan, name, samples.columns, filters, lazy, restriction)
         try:
-            return self._resolve_sql(plan, name, samples.columns, filters, lazy)
+            return self._resolve_sql(plan, name, samples.columns, filters, lazy, restriction)
         finally:
             self.connection.unregister(name)
+
+    def _changed_keys(self, plan: ResolvePlan, since: datetime) -> str:
+        # Every stored row, soft-deleted ones included: deletes are change events of their own.
+        deps = {dep.index: f"SELECT * FROM {q(dep.table)}" for dep in plan.deps}
+        target = f"SELECT * FROM {q(plan.table)}" if self._table_exists(plan.table) else None
+        return changed_keys_sql(self.dialect, plan, deps, target, since)
+
+    def _count_changed(self, plan: ResolvePlan, since: datetime) -> int:
+        return int(self._run(f"SELECT count(*) FROM ({self._changed_keys(plan, since)}) AS c")[0][0])
 
     def _resolve_sql(
         self,
@@ -432,6 +451,7 @@ class DuckDBMetadataStore(MetadataStore):
         samples_frame_columns: Sequence[str],
         filters: list[Any],
         lazy: bool,
+        restriction: KeyRestriction | None = None,
     ) -> Increment:
         d = self.dialect
         target_schema = self._schema(plan.feature)
@@ -441,6 +461,8 @@ class DuckDBMetadataStore(MetadataStore):
             samples_source = f"SELECT * FROM {q(samples_view)}"
             samples_columns = [c for c in samples_frame_columns if not C.is_system(c)]
         carried = samples_columns if samples_view is not None else plan.carried_columns
+        keys = self._restriction_keys(plan, samples_source, restriction)
+        only = None if restriction is None else in_keys(plan.key_columns, keys)
         if plan.missing_required:
             expected = None
         else:
@@ -451,16 +473,30 @@ class DuckDBMetadataStore(MetadataStore):
                 assert schema is not None
                 schemas[dep.index] = schema
                 sources[dep.index] = self._current(dep.table, dep.filters)
+            if restriction is not None:
+                sources = restricted_dep_sources(plan, sources, keys)
             expected = self._filtered(
                 expected_sql(d, plan, sources, schemas, samples_source, [], samples_columns), filters
             )
         stored = None
         if target_schema is not None:
-            stored = stored_sql(d, plan, self._stored_rows(plan, filters), target_schema)
+            stored = stored_sql(d, plan, restrict(self._stored_rows(plan, filters), only), target_schema)
         if expected is None:
             return self._orphans_only(plan, stored, carried, lazy)
         diff = diff_sql(d, plan, expected, stored, carried, removed_fields(plan, target_schema))
         return self._split(plan, diff, carried, lazy)
+
+    def _restriction_keys(
+        self, plan: ResolvePlan, samples_source: str | None, restriction: KeyRestriction | None
+    ) -> str | None:
+        """The SELECT of the keys a restricted resolve compares (None: no key)."""
+        if restriction is None or restriction.nothing:
+            return None
+        if restriction.samples_only:
+            assert samples_source is not None, "samples_only restricts a root's resolve to its samples"
+            return f"SELECT {', '.join(q(k) for k in plan.key_columns)} FROM ({samples_source}) AS ks"
+        assert restriction.since is not None
+        return self._changed_keys(plan, restriction.since)
 
     def _split(self, plan: ResolvePlan, diff: str, carried: Sequence[str], lazy: bool) -> Increment:
         keys = list(plan.key_columns)
@@ -783,6 +819,21 @@ class DuckDBMetadataStore(MetadataStore):
             ]
         self._in_transaction(f"add_id_column({cls.spec.key}, {column!r})", statements)
         return int(self._run(f"SELECT count(*) FROM {q(table)}")[0][0])
+
+    # -- history retention ------------------------------------------------------------------------
+    def _compact(self, cls: type[BaseFeature], keep_versions: int, before: datetime | None) -> int:
+        history = f"{HISTORY}.{q(cls.spec.key.table_name)}"
+        victims = compact_victims_sql(
+            self.dialect, history, cls.spec.id_columns, "rowid", keep_versions, before
+        )
+        self._run("BEGIN TRANSACTION")
+        try:
+            removed = int(self._run(f"DELETE FROM {history} WHERE rowid IN ({victims})")[0][0])
+            self._run("COMMIT")
+        except BaseException:
+            self._run("ROLLBACK")
+            raise
+        return removed
 
     # -- read / delete ----------------------------------------------------------------------------
     def _read(

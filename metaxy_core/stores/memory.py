@@ -4,6 +4,7 @@ Resolution runs as polars lazy queries with the same canonical strings as the SQ
 """
 
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
 import narwhals as nw
@@ -18,6 +19,7 @@ from metaxy_core.keys import FeatureKey
 from metaxy_core.lineage import ResolvePlan, TableSchema
 from metaxy_core.schema import widened_columns
 from metaxy_core.stores import _polars as P
+from metaxy_core.stores._incremental import KeyRestriction
 from metaxy_core.stores.base import MetadataStore, ParentCover
 
 _struct_fields = P.struct_fields
@@ -139,11 +141,18 @@ class InMemoryMetadataStore(MetadataStore):
         samples: pl.DataFrame | None,
         filters: list[Any],
         lazy: bool,
+        restriction: KeyRestriction | None = None,
     ) -> Increment:
         h = self.hasher
         stored = None
         if plan.feature in self._current:
             rows, present = self._stored_rows(plan, filters)
+            if restriction is not None and restriction.samples_only and samples is not None:
+                # a partial root update compares only the stored rows of the given samples
+                keys = list(plan.key_columns)
+                rows = rows.join(samples.lazy().select(keys), on=keys, how="semi", nulls_equal=True)
+            elif restriction is not None:
+                rows = rows.head(0)
             stored = P.stored_frame(plan, rows, set(present))
         if plan.missing_required:
             return P.increment(plan, None, plan.key_columns, stored, lazy)
@@ -152,6 +161,8 @@ class InMemoryMetadataStore(MetadataStore):
             for dep in plan.deps
         ]
         expected, carried = P.expected_frame(plan, samples, [] if samples is not None else deps, h)
+        if restriction is not None and not restriction.samples_only:
+            expected = expected.head(0)  # only "nothing" reaches a store without incremental support
         return P.increment(plan, _apply_filters(expected, filters), carried, stored, lazy)
 
     # -- write ------------------------------------------------------------------------------------
@@ -199,6 +210,24 @@ class InMemoryMetadataStore(MetadataStore):
         self._current[key], self._history[key] = new_current, new_history
         if markers is not None:
             self._markers[key] = markers
+
+    # -- history retention ------------------------------------------------------------------------
+    def _compact(self, cls: type[BaseFeature], keep_versions: int, before: datetime | None) -> int:
+        key = cls.spec.key
+        history = self._history.get(key)
+        if history is None or history.height == 0:
+            return 0
+        ranked = (
+            history.with_row_index("__metaxy_i")
+            .sort([C.UPDATED_AT, C.CREATED_AT], descending=True, maintain_order=True)
+            .with_columns(pl.int_range(pl.len()).over(list(cls.spec.id_columns)).alias("__metaxy_rank"))
+        )
+        gone = pl.col("__metaxy_rank") >= keep_versions
+        if before is not None:
+            gone = gone & (pl.col(C.UPDATED_AT) < before)
+        kept = ranked.filter(~gone).sort("__metaxy_i").drop("__metaxy_i", "__metaxy_rank")
+        self._history[key] = kept
+        return history.height - kept.height
 
     # -- schema changes ---------------------------------------------------------------------------
     def _alter_column(self, cls: type[BaseFeature], column: str, dtype: pl.DataType) -> int:

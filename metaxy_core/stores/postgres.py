@@ -20,6 +20,7 @@ import re
 import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -34,16 +35,22 @@ from metaxy_core.increment import Increment
 from metaxy_core.keys import FeatureKey
 from metaxy_core.lineage import ResolvePlan, TableSchema
 from metaxy_core.schema import widened_columns
+from metaxy_core.stores._incremental import KeyRestriction
 from metaxy_core.stores._sql import (
     STATUS,
     STORED_PBF,
     STORED_PROV,
     SqlDialect,
+    changed_keys_sql,
+    compact_victims_sql,
     diff_sql,
     expected_sql,
+    in_keys,
     lit,
     q,
     removed_fields,
+    restrict,
+    restricted_dep_sources,
     stored_sql,
 )
 from metaxy_core.stores.base import MetadataStore, ParentCover
@@ -141,6 +148,10 @@ class PostgreSQLMetadataStore(MetadataStore):
 
     kind = "postgres"
     supports_parent_markers = True
+    supports_incremental = True
+    incremental_lag = timedelta(minutes=5)
+    """Several clients may write at once: rows stamped up to this long before a checkpoint may
+    still have been committing, so an incremental resolve looks that far back again."""
 
     def __init__(
         self,
@@ -572,9 +583,10 @@ class PostgreSQLMetadataStore(MetadataStore):
         samples: pl.DataFrame | None,
         filters: list[Any],
         lazy: bool,
+        restriction: KeyRestriction | None = None,
     ) -> Increment:
         with self._tx(f"resolve_update({plan.feature})"):
-            increment = self._resolve_in_tx(plan, samples, filters)
+            increment = self._resolve_in_tx(plan, samples, filters, restriction)
         if not lazy:
             return increment
         # The server already did the work; lazy frames only defer the caller's own polars steps.
@@ -582,8 +594,23 @@ class PostgreSQLMetadataStore(MetadataStore):
             new=increment.new.lazy(), stale=increment.stale.lazy(), orphaned=increment.orphaned.lazy()
         )
 
+    def _changed_keys(self, plan: ResolvePlan, since: datetime) -> str:
+        # Every stored row, soft-deleted ones included: deletes are change events of their own.
+        deps = {dep.index: f"SELECT * FROM {self._current_table(dep.table)}" for dep in plan.deps}
+        exists = self._schema(plan.feature) is not None
+        target = f"SELECT * FROM {self._current_table(plan.table)}" if exists else None
+        return changed_keys_sql(self.dialect, plan, deps, target, since)
+
+    def _count_changed(self, plan: ResolvePlan, since: datetime) -> int:
+        with self._tx(f"resolve_update({plan.feature})"):
+            return int(self._run(f"SELECT count(*) FROM ({self._changed_keys(plan, since)}) AS c")[0][0])
+
     def _resolve_in_tx(
-        self, plan: ResolvePlan, samples: pl.DataFrame | None, filters: list[Any]
+        self,
+        plan: ResolvePlan,
+        samples: pl.DataFrame | None,
+        filters: list[Any],
+        restriction: KeyRestriction | None = None,
     ) -> Increment:
         d = self.dialect
         target_schema = self._schema(plan.feature)
@@ -599,9 +626,17 @@ class PostgreSQLMetadataStore(MetadataStore):
             )
             expected_dtypes = dict(samples.schema)
         carried = samples_columns if samples is not None else plan.carried_columns
+        keys = None
+        if restriction is not None and restriction.samples_only:
+            assert samples_source is not None, "samples_only restricts a root's resolve to its samples"
+            keys = f"SELECT {', '.join(q(k) for k in plan.key_columns)} FROM ({samples_source}) AS ks"
+        elif restriction is not None and restriction.since is not None:
+            keys = self._changed_keys(plan, restriction.since)
+        only = None if restriction is None else in_keys(plan.key_columns, keys)
         stored = None
         if target_schema is not None:
-            stored = stored_sql(d, plan, self._stored_rows(plan, target_schema, filters), target_schema)
+            rows = restrict(self._stored_rows(plan, target_schema, filters), only)
+            stored = stored_sql(d, plan, rows, target_schema)
         if plan.missing_required:
             return self._orphans_only(plan, stored)
         schemas: dict[int, TableSchema] = {}
@@ -614,6 +649,8 @@ class PostgreSQLMetadataStore(MetadataStore):
             for src, out in dep.carried:
                 if src in schema.dtypes:
                     expected_dtypes.setdefault(out, schema.dtypes[src])
+        if restriction is not None:
+            sources = restricted_dep_sources(plan, sources, keys)
         expected = self._filtered(
             expected_sql(d, plan, sources, schemas, samples_source, [], samples_columns),
             filters,
@@ -845,6 +882,17 @@ class PostgreSQLMetadataStore(MetadataStore):
             return int(self._run(f"SELECT count(*) FROM {self._current_table(table)}")[0][0])
 
     # -- read / delete ----------------------------------------------------------------------------
+    def _compact(self, cls: type[BaseFeature], keep_versions: int, before: datetime | None) -> int:
+        history = self._history_table(self._table(cls.spec.key))
+        victims = compact_victims_sql(
+            self.dialect, history, cls.spec.id_columns, "ctid", keep_versions, before
+        )
+        with self._tx(f"compact({cls.spec.key})"):
+            rows = self._run(
+                f"WITH gone AS (DELETE FROM {history} WHERE ctid IN ({victims}) RETURNING 1) SELECT count(*) FROM gone"
+            )
+        return int(rows[0][0])
+
     def _read(
         self,
         cls: type[BaseFeature],

@@ -47,7 +47,8 @@ from metaxy_core.lineage import ResolvePlan, TableSchema
 from metaxy_core.schema import widened_columns
 from metaxy_core.stores import _polars as P
 from metaxy_core.stores import _sqlite_io as io
-from metaxy_core.stores._sql import q
+from metaxy_core.stores._incremental import KeyRestriction
+from metaxy_core.stores._sql import NOTHING, in_keys, q
 from metaxy_core.stores.base import MetadataStore, ParentCover
 
 HISTORY = "metaxy_history."
@@ -299,16 +300,23 @@ class SQLiteMetadataStore(MetadataStore):
         samples: pl.DataFrame | None,
         filters: list[Any],
         lazy: bool,
+        restriction: KeyRestriction | None = None,
     ) -> Increment:
         h = self.hasher
-        with self._transaction(write=False):
+        with self._transaction(write=False), contextlib.ExitStack() as stack:
             target = self._logical(plan.table)
             stored = None
             if target is not None:
                 source, schema = self._stored_source(plan, target)
-                rows = self._select(
-                    source, schema, P.stored_columns(plan), filters, [f"{q(C.DELETED_AT)} IS NULL"]
-                )
+                where = [f"{q(C.DELETED_AT)} IS NULL"]
+                if restriction is not None and restriction.samples_only and samples is not None:
+                    # a partial root update reads only the stored rows of the given samples
+                    keys = list(plan.key_columns)
+                    staged = stack.enter_context(self._staged(io.encode(samples.select(keys)), keys))
+                    where.append(in_keys(keys, f"SELECT {', '.join(q(k) for k in keys)} FROM {staged}"))
+                elif restriction is not None:
+                    where.append(NOTHING)
+                rows = self._select(source, schema, P.stored_columns(plan), filters, where)
                 present = set(P.struct_fields(schema[C.PROVENANCE_BY_FIELD]))
                 stored = P.stored_frame(plan, rows.lazy(), present)
             if plan.missing_required:
@@ -321,7 +329,32 @@ class SQLiteMetadataStore(MetadataStore):
                     rows = self._live(dep.table, P.dep_columns(dep), dep.filters)
                     deps.append(P.dep_frame(dep, rows.lazy(), pl.Schema(schema), h))
         expected, carried = P.expected_frame(plan, samples, deps, h)
+        if restriction is not None and not restriction.samples_only:
+            expected = expected.head(0)  # only "nothing" reaches a store without incremental support
         return P.increment(plan, _polars_filters(expected, filters), carried, stored, lazy)
+
+    # -- history retention ------------------------------------------------------------------------
+    def _compact(self, cls: type[BaseFeature], keep_versions: int, before: datetime | None) -> int:
+        history = HISTORY + cls.spec.key.table_name
+        with self._transaction(write=True):
+            schema = self._logical(cls.spec.key.table_name)  # the history table shares its schema
+            if schema is None:
+                return 0
+            updated, created = q(C.UPDATED_AT), q(C.CREATED_AT)
+            ids = ", ".join(q(c) for c in cls.spec.id_columns)
+            ranked = (
+                f"SELECT rowid AS r, {updated} AS at, row_number() OVER (PARTITION BY {ids} ORDER BY {updated} DESC, "
+                f"{created} DESC) AS n FROM {q(history)}"
+            )
+            condition = f"n > {int(keep_versions)}"
+            if before is not None:
+                # timestamps are stored as integers in the column's time unit
+                cutoff = int(pl.Series([before]).cast(schema[C.UPDATED_AT]).to_physical()[0])
+                condition += f" AND at < {cutoff}"
+            self._run(
+                f"DELETE FROM {q(history)} WHERE rowid IN (SELECT r FROM ({ranked}) AS k WHERE {condition})"
+            )
+            return int(self._run("SELECT changes()")[0][0])
 
     # -- write ------------------------------------------------------------------------------------
     def _write(

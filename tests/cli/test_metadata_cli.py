@@ -110,3 +110,22 @@ def test_status_sees_roots_written_under_an_older_feature_version(project: Proje
     assert (exact["new"], exact["stale"], exact["orphaned"]) == (1, 3, 0)
     bad = project.cli("metadata", "status", "--samples", "example/crop=x.parquet", expect=1)
     assert "not a root feature" in bad.stderr or "no such file" in bad.stderr
+
+
+def test_compact_keeps_recent_history(project: Project) -> None:
+    for salt in ("", "x", "y"):
+        run_pipeline(project, video_samples(salt=salt))
+    video = project.features()["example/video"]
+    with project.store() as store:
+        assert store.read(video, history=True).to_polars().height == 9
+    out = project.cli("metadata", "compact", "example/video", "--keep-versions", "1").stdout
+    assert "example/video: removed 3 superseded version(s)." in out
+    out = project.cli("metadata", "compact", "--older-than", "1h").stdout
+    assert "example/video: removed 0 superseded version(s)." in out
+    with project.store() as store:
+        assert store.read(video, history=True).to_polars().height == 6
+        assert store.read(video).to_polars().height == 3
+    proc = project.cli("metadata", "compact", expect=1)
+    assert "--keep-versions" in proc.stderr
+    proc = project.cli("metadata", "compact", "--older-than", "3 days", expect=1)
+    assert "e.g. 30d" in proc.stderr

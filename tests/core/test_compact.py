@@ -1,0 +1,67 @@
+"""History retention: ``store.compact`` removes old superseded versions and keeps the rest readable."""
+
+from datetime import timedelta
+
+import polars as pl
+import pytest
+
+import metaxy_core as mx
+from metaxy_core import columns as C
+
+
+def define() -> type[mx.BaseFeature]:
+    class Doc(mx.BaseFeature, spec=mx.FeatureSpec(key="keep/doc", id_columns=["doc_id"], fields=["text"])):
+        doc_id: str
+        title: str
+
+    return Doc
+
+
+def rows(version: int, ids: tuple[str, ...] = ("a", "b")) -> pl.DataFrame:
+    return pl.DataFrame(
+        {
+            "doc_id": list(ids),
+            "title": [f"v{version}"] * len(ids),
+            C.PROVENANCE_BY_FIELD: [{"text": f"{i}-{version}"} for i in ids],
+        }
+    )
+
+
+def versions(store: mx.MetadataStore, doc: type[mx.BaseFeature]) -> dict[str, list[str]]:
+    frame = store.read(doc, history=True).to_polars().sort("title")
+    out: dict[str, list[str]] = {}
+    for doc_id, title in frame.select("doc_id", "title").iter_rows():
+        out.setdefault(doc_id, []).append(title)
+    return out
+
+
+def test_keep_versions(store: mx.MetadataStore) -> None:
+    doc = define()
+    for v in range(1, 5):
+        store.write(doc, rows(v))
+    store.write(doc, rows(5, ("a",)))  # a: 4 superseded versions, b: 3
+    removed = store.compact(keep_versions=1)
+    assert removed == {"keep/doc": 3 + 2}
+    assert versions(store, doc) == {"a": ["v4", "v5"], "b": ["v3", "v4"]}
+    current = store.read(doc).to_polars().sort("doc_id")
+    assert current["title"].to_list() == ["v5", "v4"]
+    assert store.compact([doc], keep_versions=1) == {"keep/doc": 0}
+    assert store.compact([doc], keep_versions=0) == {"keep/doc": 2}
+    assert versions(store, doc) == {"a": ["v5"], "b": ["v4"]}
+
+
+def test_older_than_keeps_recent_history(store: mx.MetadataStore) -> None:
+    doc = define()
+    for v in range(1, 4):
+        store.write(doc, rows(v))
+    assert store.compact(older_than=timedelta(hours=1)) == {"keep/doc": 0}
+    assert store.compact(keep_versions=1, older_than=timedelta(0)) == {"keep/doc": 2}
+    assert versions(store, doc) == {"a": ["v2", "v3"], "b": ["v2", "v3"]}
+
+
+def test_compact_needs_a_rule(store: mx.MetadataStore) -> None:
+    define()
+    with pytest.raises(mx.MetadataValidationError, match="keep_versions"):
+        store.compact()
+    with pytest.raises(mx.MetadataValidationError, match=">= 0"):
+        store.compact(keep_versions=-1)
