@@ -30,6 +30,7 @@ import dagster as dg
 from metaxy_core.feature import BaseFeature
 from metaxy_core.graph import FeatureGraph
 from metaxy_dagster import metadata as md
+from metaxy_dagster.batches import bind_commits, finish_increment
 from metaxy_dagster.checks import builtin_check_specs, check_results, selected_builtin_checks
 from metaxy_dagster.errors import MetaxyDefinitionError
 from metaxy_dagster.io_manager import (
@@ -321,20 +322,27 @@ def _build_asset(
         else:
             given = _call_samples(samples, feature) if samples is not None else None
             increment = io.resolve_increment(feature, samples=given, filters=filters or None)
-            context.log.info(f"{feature.spec.key}: increment {increment.summary()}")
-            if increment.is_empty and (skip_empty or fn is None):
-                context.log.info(f"{feature.spec.key}: nothing new or stale; the body was not called.")
-                report = io.write_rows(
-                    feature, increment, None, materialization_id=run_id, filters=filters or None
-                )
-            else:
-                if fn is None:
-                    rows: Any = increment.to_process()  # a root written as its samples provider lists it
+            try:
+                context.log.info(f"{feature.spec.key}: increment {increment.summary()}")
+                if increment.is_empty and (skip_empty or fn is None):
+                    context.log.info(f"{feature.spec.key}: nothing new or stale; the body was not called.")
+                    report = io.write_rows(
+                        feature, increment, None, materialization_id=run_id, filters=filters or None
+                    )
+                elif fn is None:  # a root written as its samples provider lists it
+                    report = io.write_rows(
+                        feature,
+                        increment,
+                        increment.to_process(),
+                        materialization_id=run_id,
+                        filters=filters or None,
+                    )
                 else:
+                    bind_commits(io, increment, run_id, context.log)
                     rows, user_version, user_meta, user_results = _unwrap(call_body(increment))
-                report = io.write_rows(
-                    feature, increment, rows, materialization_id=run_id, filters=filters or None
-                )
+                    report = finish_increment(io, increment, rows, run_id, filters or None)
+            finally:
+                increment.close()
         context.log.info(
             f"{feature.spec.key}: new={report.counts['new']} stale={report.counts['stale']} "
             f"orphaned={report.counts['orphaned']} written={report.written} "
