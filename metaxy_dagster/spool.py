@@ -22,8 +22,9 @@ from metaxy_core import columns as C
 from metaxy_core.feature import BaseFeature
 from metaxy_core.stores.base import INCREMENT_PARTS, MetadataStore
 
-SPOOL_CHUNK_ROWS = 50_000
-"""Rows the store hands over at a time while spooling (one Parquet row group each)."""
+SPOOL_CHUNK_ROWS = 20_000
+"""Rows the store hands over at a time while spooling: one Parquet row group each, which is also
+what reading a batch back holds in memory at most (a few MB for typical metadata rows)."""
 
 
 class IncrementSpool:
@@ -51,7 +52,9 @@ class IncrementSpool:
         for part in parts:
             if not self.counts[part]:
                 continue
-            reader = pq.ParquetFile(self.path(part))
+            # Without pre-buffering the reader holds one row group at a time; with it (pyarrow's
+            # default) it would read ahead over the whole file.
+            reader = pq.ParquetFile(self.path(part), pre_buffer=False, buffer_size=1 << 20)
             try:
                 for batch in reader.iter_batches(batch_size=size):
                     frame = pl.from_arrow(batch)
