@@ -20,9 +20,7 @@ for what happens to the rows.
 import inspect
 import typing
 import warnings
-import weakref
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import dagster as dg
@@ -39,9 +37,10 @@ from metaxy_dagster.io_manager import (
     MetaxyWriteReport,
     SamplesProvider,
     previous_materialization_metadata,
-    register_feature,
 )
 from metaxy_dagster.partitions import PartitionBy, check_partition_by, describe, partition_filters
+from metaxy_dagster.registry import MetaxyAssetInfo as MetaxyAssetInfo
+from metaxy_dagster.registry import bind, check_code_location, infos_of_asset
 from metaxy_dagster.resource import MetaxyStoreResource
 from metaxy_dagster.translator import MetaxyTranslator
 
@@ -51,39 +50,21 @@ DEFAULT_STORE_KEY = "metaxy_store"
 AssetBody = Callable[..., Any]
 
 
-@dataclass(frozen=True)
-class MetaxyAssetInfo:
-    """What the factories know about a metaxy asset (the sensor reads it)."""
-
-    feature: type[BaseFeature]
-    asset_key: dg.AssetKey
-    samples: SamplesProvider | None
-    observable: bool
-
-
-# Feature key string -> info of the latest asset built for it (used when only a feature is given).
-_ASSETS: dict[str, MetaxyAssetInfo] = {}
-# The op of each metaxy asset -> its info. Keyed by the op, which Dagster keeps when an asset is
-# re-specced (with_attributes, map_asset_specs), so a sensor given assets uses *their* feature classes
-# and samples providers, whatever else was built later in the same process.
-_BY_OP: "weakref.WeakKeyDictionary[Any, MetaxyAssetInfo]" = weakref.WeakKeyDictionary()
-
-
-def asset_info(feature: type[BaseFeature]) -> MetaxyAssetInfo | None:
-    return _ASSETS.get(str(feature.spec.key))
-
-
 def info_of_asset(asset: dg.AssetsDefinition | dg.SourceAsset) -> MetaxyAssetInfo | None:
-    """What the metaxy factory that built ``asset`` knows about it (None for other assets)."""
-    node = getattr(asset, "node_def", None)
-    return _BY_OP.get(node) if node is not None else None
+    """What the metaxy factory that built ``asset`` knows about it (None for other assets).
+
+    For an asset computing several features (:func:`metaxy_multi_asset`) use
+    :func:`metaxy_dagster.registry.infos_of_asset`.
+    """
+    infos = infos_of_asset(asset)
+    return next(iter(infos.values())) if len(infos) == 1 else None
 
 
 def _register(info: MetaxyAssetInfo, asset: dg.AssetsDefinition | None = None) -> None:
-    register_feature(info.feature)
-    _ASSETS[str(info.feature.spec.key)] = info
+    # Bound to the asset's op, never to the feature key: a sensor or IO manager serving an asset
+    # finds that asset's feature class and samples provider, not the latest one built.
     if asset is not None:
-        _BY_OP[asset.node_def] = info
+        bind(asset, [info])
 
 
 def _call_samples(provider: SamplesProvider, feature: type[BaseFeature]) -> Any:
@@ -289,7 +270,6 @@ def _build_asset(
             f"metaxy asset for '{feature.spec.key}': check_specs {clash} reuse built-in check names; rename them or "
             f"drop the built-in ones with checks=False."
         )
-    register_feature(feature)
     op_name = options.pop("name", None) or asset_key.to_python_identifier()
 
     def materialize(
@@ -369,6 +349,7 @@ def _build_asset(
                 f"Resource '{io_manager_key}' is a {type(io).__name__}; metaxy assets need a MetaxyIOManager there "
                 f"(resources={{'{io_manager_key}': MetaxyIOManager(store=MetaxyStoreResource(...))}})."
             )
+        check_code_location(context, f"metaxy asset '{asset_key.to_user_string()}'")
         selected = context.selected_asset_check_keys
         if asset_key in context.selected_asset_keys:
             yield from materialize(context, io, loaded)
@@ -484,7 +465,6 @@ def metaxy_observable_source(
         )
     tr = translator or MetaxyTranslator()
     spec = tr.get_asset_spec(feature)
-    register_feature(feature)
 
     def observe(context: dg.AssetExecutionContext) -> dg.ObserveResult:
         store: MetaxyStoreResource = getattr(context.resources, store_resource_key)

@@ -49,23 +49,21 @@ from metaxy_core.stores.base import MetadataStore
 from metaxy_dagster import metadata as md
 from metaxy_dagster.data_versions import FeatureDataVersion, feature_data_version
 from metaxy_dagster.errors import MetaxyOutputError
+from metaxy_dagster.registry import SamplesProvider as SamplesProvider
+from metaxy_dagster.registry import info_of_output
 from metaxy_dagster.resource import MetaxyStoreResource
 from metaxy_dagster.spool import IncrementSpool, spool_increment
 from metaxy_dagster.translator import feature_key_of
 
-# Feature classes registered by the asset factories, so the IO manager can find a feature from an
-# asset's definition metadata even when it lives in an isolated FeatureGraph.
-_FEATURES: dict[str, type[BaseFeature]] = {}
 
-
-def register_feature(feature: type[BaseFeature]) -> None:
-    _FEATURES[str(feature.spec.key)] = feature
-
-
-def lookup_feature(key: FeatureKey | str) -> type[BaseFeature]:
-    found = _FEATURES.get(str(key))
-    if found is not None:
-        return found
+def lookup_feature(
+    key: FeatureKey | str, op: Any = None, output_name: str | None = None
+) -> type[BaseFeature]:
+    """The feature class behind an asset output: the one its metaxy factory was given, else the
+    active graph's feature of that key (a plain asset naming a feature in its metadata)."""
+    info = info_of_output(op, output_name) if op is not None and output_name is not None else None
+    if info is not None:
+        return info.feature
     return FeatureGraph.get_active().get_feature(FeatureKey(key))
 
 
@@ -596,7 +594,7 @@ class MetaxyIOManager(dg.ConfigurableIOManager):
                 f"MetaxyIOManager cannot load '{asset}': it is not a metaxy feature asset (no 'metaxy/feature' "
                 "definition metadata). Load it with the IO manager that stored it."
             )
-        feature = lookup_feature(key)
+        feature = lookup_feature(key, getattr(upstream, "op_def", None), getattr(upstream, "name", None))
         with self.store.open() as store:
             return _eager_polars(store.read(feature))
 
@@ -609,7 +607,7 @@ class MetaxyIOManager(dg.ConfigurableIOManager):
                 f"MetaxyIOManager got a {type(obj).__name__} for asset '{context.asset_key.to_user_string()}', which "
                 "names no feature: add metadata={'metaxy/feature': '<feature key>'} or build it with metaxy_asset."
             )
-        feature = lookup_feature(key)
+        feature = lookup_feature(key, getattr(context, "op_def", None), getattr(context, "name", None))
         run_id = getattr(context, "run_id", None)
         if feature.spec.deps:
             increment = self.resolve_increment(feature)
@@ -681,6 +679,3 @@ def _align_key_types(
             )
         frame = frame.with_columns(converted.alias(column))
     return frame
-
-
-SamplesProvider = Callable[[], Any]
