@@ -33,9 +33,11 @@ from metaxy_dagster.data_versions import feature_data_version as feature_data_ve
 from metaxy_dagster.errors import MetaxyDagsterError as MetaxyDagsterError
 from metaxy_dagster.errors import MetaxyDefinitionError as MetaxyDefinitionError
 from metaxy_dagster.errors import MetaxyOutputError as MetaxyOutputError
+from metaxy_dagster.io_manager import BatchProgress as BatchProgress
 from metaxy_dagster.io_manager import MetaxyIncrement as MetaxyIncrement
 from metaxy_dagster.io_manager import MetaxyIOManager as MetaxyIOManager
 from metaxy_dagster.io_manager import MetaxyWriteReport as MetaxyWriteReport
+from metaxy_dagster.multi_asset import metaxy_multi_asset as metaxy_multi_asset
 from metaxy_dagster.partitions import add_dynamic_partitions as add_dynamic_partitions
 from metaxy_dagster.partitions import dynamic_partitions_request as dynamic_partitions_request
 from metaxy_dagster.resource import MetaxyStoreResource as MetaxyStoreResource

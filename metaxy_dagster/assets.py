@@ -90,7 +90,13 @@ def _is_resource_annotation(annotation: Any) -> bool:
 
 
 def _body_params(
-    feature: type[BaseFeature], fn: AssetBody, *, has_increment: bool, inputs: Collection[str] = ()
+    feature: type[BaseFeature],
+    fn: AssetBody,
+    *,
+    has_increment: bool,
+    inputs: Collection[str] = (),
+    increment_name: str = "increment",
+    where: str | None = None,
 ) -> tuple[bool, bool, list[str], list[str]]:
     """(wants context, wants increment, resource keys, input names) from the body's signature.
 
@@ -100,7 +106,7 @@ def _body_params(
     wants_context = wants_increment = False
     resources: list[str] = []
     wanted_inputs: list[str] = []
-    where = f"{fn.__name__} (feature '{feature.spec.key}')"
+    where = where or f"{fn.__name__} (feature '{feature.spec.key}')"
     try:  # resolves string annotations (a module with `from __future__ import annotations`)
         hints = typing.get_type_hints(fn, include_extras=True)
     except Exception:
@@ -113,7 +119,7 @@ def _body_params(
             )
         if name == "context":
             wants_context = True
-        elif name == "increment":
+        elif name == increment_name:
             wants_increment = True
         elif name in inputs:
             wanted_inputs.append(name)
@@ -121,7 +127,7 @@ def _body_params(
             resources.append(name)
         else:
             raise MetaxyDefinitionError(
-                f"{where}: parameter '{name}' is not context, increment, an input from ins= ({sorted(inputs) or 'none'}) "
+                f"{where}: parameter '{name}' is not context, {increment_name}, an input from ins= ({sorted(inputs) or 'none'}) "
                 f"or a resource. Annotate a resource with its class ({name}: MyResource, a ConfigurableResource) "
                 f"or dg.ResourceParam[...], or add ins={{'{name}': dg.AssetIn(...)}} for an upstream asset's value."
             )

@@ -258,7 +258,12 @@ class MetaxyIncrement:
     def pending(self) -> pl.DataFrame:
         """The samples of the batches handed out and not committed yet (one frame)."""
         if not self._pending:
-            return self.new.head(0).drop(C.CHANGED_FIELDS, strict=False)
+            empty = (
+                self._frames["new"].head(0)
+                if "new" in self._frames or self._spool is None
+                else pl.scan_parquet(self._spool.path("new")).head(0).collect()  # the columns, no rows
+            )
+            return empty.drop(C.CHANGED_FIELDS, strict=False)
         frames = [b.drop(C.CHANGED_FIELDS, strict=False) for b in self._pending]
         return frames[0] if len(frames) == 1 else pl.concat(frames, how="diagonal_relaxed")
 
@@ -348,10 +353,19 @@ class MetaxyIOManager(dg.ConfigurableIOManager):
 
         store = MetaxyStoreResource(store="dev")
         Definitions(assets=..., resources={"metaxy_store": store, "metaxy_io_manager": MetaxyIOManager(store=store)})
+
+    ``store=`` means what it means everywhere in metaxy_dagster: *which metadata store*, as a
+    :class:`MetaxyStoreResource` or as the name of a store in the metaxy config
+    (``MetaxyIOManager(store="dev")`` is ``MetaxyIOManager(store=MetaxyStoreResource(store="dev"))``).
     """
 
     store: dg.ResourceDependency[MetaxyStoreResource]
     preview_rows: int = Field(default=10, description="Rows shown in the `metaxy/preview` table metadata.")
+
+    def __init__(self, *, store: "MetaxyStoreResource | str", **kwargs: Any) -> None:
+        if isinstance(store, str):
+            store = MetaxyStoreResource(store=store)
+        super().__init__(store=store, **kwargs)
 
     # -- the metaxy asset protocol -------------------------------------------------------------------
     def resolve_increment(
@@ -387,6 +401,34 @@ class MetaxyIOManager(dg.ConfigurableIOManager):
             return self._write(feature, increment, None, materialization_id, filters)
         to_write = self.stamp(feature, increment, rows)
         return self._write(feature, increment, to_write, materialization_id, filters)
+
+    def write_stamped(
+        self,
+        feature: type[BaseFeature],
+        increment: MetaxyIncrement,
+        to_write: pl.DataFrame,
+        *,
+        materialization_id: str | None = None,
+        filters: Any = None,
+    ) -> MetaxyWriteReport:
+        """Write rows already stamped with :meth:`stamp` (checked before anything else was written)."""
+        return self._write(feature, increment, to_write, materialization_id, filters)
+
+    def report_unwritten(
+        self, feature: type[BaseFeature], increment: MetaxyIncrement, *, filters: Any = None
+    ) -> MetaxyWriteReport:
+        """The report of a feature the body wrote nothing for: every sample to compute is missing."""
+        with self.store.open() as store:
+            return self._report(
+                store,
+                feature,
+                increment,
+                written=0,
+                missing=increment.progress.total,
+                fallback_preview=increment.pending().head(0),
+                materialization_id=None,
+                filters=filters,
+            )
 
     def commit_rows(
         self,
