@@ -118,7 +118,10 @@ def check_code_location(context: Any, where: str) -> None:
         scope = getattr(context, "job_def", None)
         if scope is None:
             return
-        assets = scope.asset_layer.asset_graph.assets_defs
+        graph = scope.asset_layer.asset_graph
+        # A job run for a selection sees only the selected assets; the graph it was cut from has all
+        # of the definitions (private in Dagster, hence the fallback to the job's own assets).
+        assets = getattr(graph, "_source_asset_graph", graph).assets_defs
     if _CHECKED.get(scope):
         return
     check_one_asset_per_feature(assets, where)
