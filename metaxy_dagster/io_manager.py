@@ -3,10 +3,13 @@
 How a metaxy asset (made by :func:`metaxy_dagster.metaxy_asset`) runs, in one step:
 
 1. **resolve** (store open briefly): ``store.resolve_update(Feature)`` (roots: with the samples from
-   the asset's samples provider); the increment is read into polars and the store is closed again;
+   the asset's samples provider); the increment streams into local Parquet files (see
+   :mod:`metaxy_dagster.spool`) and the store is closed again;
 2. **body**: the asset function gets the increment as its ``increment`` argument
-   (:class:`MetaxyIncrement`: ``new``, ``stale``, ``orphaned``, ``to_process()``) and returns the
-   computed rows (polars, pandas, pyarrow or narwhals) for some or all of those samples;
+   (:class:`MetaxyIncrement`: ``new``, ``stale``, ``orphaned``, ``to_process()``, ``batches(n)``)
+   and returns the computed rows (polars, pandas, pyarrow or narwhals) for some or all of those
+   samples, or commits them batch by batch (``increment.commit(rows)``, see
+   :mod:`metaxy_dagster.batches`);
 3. **stamp + write** (store open briefly): the rows are joined to the increment on the key columns
    (the id columns; the parent's ``on`` columns for an expansion feature) to attach
    ``metaxy_provenance_by_field`` / ``metaxy_provenance``, upstream columns the increment carried but
