@@ -49,7 +49,10 @@ def test_the_code_location_is_checked_even_when_one_asset_is_selected(
     assert not result.success
     assert "'video/raw' by copy/video/raw, video/raw" in _message(result)
 
+    fine = dg.Definitions(assets=[raw, chunk], resources=res)
     sensor = mxd.build_metaxy_sensor([raw, chunk])  # its own assets are fine...
+    with dg.build_sensor_context(instance=instance, definitions=fine, resources=res) as context:
+        assert isinstance(sensor(context), dg.SensorResult)
     with (
         dg.build_sensor_context(instance=instance, definitions=defs, resources=res) as context,
         pytest.raises(mxd.MetaxyDefinitionError, match="'video/raw' by copy/video/raw, video/raw"),
