@@ -15,6 +15,7 @@ from typing import Any
 
 import polars as pl
 
+from metaxy_dagster.errors import MetaxyOutputError
 from metaxy_dagster.io_manager import MetaxyIncrement, MetaxyIOManager, MetaxyWriteReport
 
 
@@ -51,5 +52,11 @@ def finish_increment(
     if not increment.committed:
         return io.write_rows(increment.feature, increment, rows, materialization_id=run_id, filters=filters)
     if rows is not None:
+        if increment.pending().height == 0:
+            raise MetaxyOutputError(
+                f"The asset for feature '{increment.feature.spec.key}' committed its batches and then returned rows, "
+                "but no batch taken from increment.batches(n) is left uncommitted for them. Return None after "
+                "committing (or return the rows of the batches taken after the last commit)."
+            )
         increment.commit(rows)
     return io.batch_report(increment.feature, increment, materialization_id=run_id, filters=filters)

@@ -80,7 +80,11 @@ class _Cleanup:
             self.directory = None
 
     def __del__(self) -> None:
-        self()
+        # Plain try/except: at interpreter exit even contextlib may be gone.
+        try:  # noqa: SIM105
+            self()
+        except Exception:
+            pass
 
 
 def spool_increment(

@@ -201,6 +201,15 @@ def test_commit_without_a_batch_or_outside_an_asset_is_refused(
         increment.close()
     assert not increment._spool.directory.exists()  # type: ignore[union-attr]
 
+    @mxd.metaxy_asset(embedding)
+    def twice(increment: mxd.MetaxyIncrement) -> pl.DataFrame:
+        rows = pl.concat(list(increment.batches(2))).select("doc_id", "split", pl.lit(8).alias("dim"))
+        increment.commit(rows)
+        return rows  # everything was committed already
+
+    result = dg.materialize([twice], instance=instance, resources=res, raise_on_error=False)
+    assert "committed its batches and then returned rows" in _failure_message(result)
+
 
 def test_batches_of_a_partition_hold_only_its_samples(
     instance: dg.DagsterInstance, res: dict[str, Any], database: str
