@@ -34,6 +34,7 @@ the same resolve/stamp/write path (without a data version: use :func:`metaxy_ass
 """
 
 import contextlib
+import weakref
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -51,23 +52,50 @@ from metaxy_core.keys import FeatureKey
 from metaxy_core.stores.base import MetadataStore
 from metaxy_dagster import metadata as md
 from metaxy_dagster.data_versions import FeatureDataVersion, feature_data_version
-from metaxy_dagster.errors import MetaxyOutputError
+from metaxy_dagster.errors import MetaxyDefinitionError, MetaxyOutputError
 from metaxy_dagster.registry import SamplesProvider as SamplesProvider
 from metaxy_dagster.registry import info_of_output
 from metaxy_dagster.resource import MetaxyStoreResource
 from metaxy_dagster.spool import IncrementSpool, spool_increment
 from metaxy_dagster.translator import feature_key_of
 
+# Feature classes announced by code that builds assets without a metaxy factory binding (e.g. an
+# enriched plain asset), for lookups the active graph cannot answer. Weak: classes of a discarded
+# graph drop out. Never "last one wins": two different classes for one key are an error.
+_ANNOUNCED: "weakref.WeakSet[type[BaseFeature]]" = weakref.WeakSet()
+
+
+def register_feature(feature: type[BaseFeature]) -> None:
+    """Announce a feature class for :func:`lookup_feature` (when it is not in the active graph)."""
+    _ANNOUNCED.add(feature)
+
 
 def lookup_feature(
     key: FeatureKey | str, op: Any = None, output_name: str | None = None
 ) -> type[BaseFeature]:
-    """The feature class behind an asset output: the one its metaxy factory was given, else the
-    active graph's feature of that key (a plain asset naming a feature in its metadata)."""
+    """The feature class behind an asset output.
+
+    In order: the class its metaxy factory was given (bound to the asset's op), the active graph's
+    feature of that key (a plain asset naming a feature in its metadata), or the one announced class
+    of that key. Two announced classes for a key the active graph lacks are an error, not a guess.
+    """
     info = info_of_output(op, output_name) if op is not None and output_name is not None else None
     if info is not None:
         return info.feature
-    return FeatureGraph.get_active().get_feature(FeatureKey(key))
+    fkey = FeatureKey(key)
+    graph = FeatureGraph.get_active()
+    if fkey in graph.features_by_key:
+        return graph.get_feature(fkey)
+    announced = {cls for cls in list(_ANNOUNCED) if cls.spec.key == fkey}
+    if len(announced) == 1:
+        return announced.pop()
+    if len(announced) > 1:
+        raise MetaxyDefinitionError(
+            f"Feature '{fkey}' is not in the active feature graph, and {len(announced)} different classes were "
+            "registered under that key. Build the asset with a metaxy factory (so it is bound to its feature), "
+            "or make the graph that defines it active."
+        )
+    return graph.get_feature(fkey)
 
 
 def _key_columns(feature: type[BaseFeature]) -> tuple[str, ...]:

@@ -9,7 +9,7 @@ import pytest
 
 import metaxy_core as mx
 import metaxy_dagster as mxd
-from metaxy_dagster.io_manager import lookup_feature
+from metaxy_dagster.io_manager import lookup_feature, register_feature
 from tests.dagster.pipeline import Features, Samples, build_assets, define_features
 
 
@@ -114,3 +114,17 @@ def test_store_means_which_store_everywhere(tmp_path: Any, monkeypatch: pytest.M
     )
     given = mxd.MetaxyStoreResource(type="memory")
     assert mxd.MetaxyIOManager(store=given).store is given
+
+
+def test_announced_classes_answer_only_unambiguously(features: Features) -> None:
+    with mx.FeatureGraph().use():
+        first = define_features()
+    with mx.FeatureGraph().use():
+        second = define_features()
+    with mx.FeatureGraph().use():  # an active graph without these features
+        register_feature(first.Video)
+        assert lookup_feature("video/raw") is first.Video
+        register_feature(second.Video)
+        with pytest.raises(mxd.MetaxyDefinitionError, match="2 different classes were registered"):
+            lookup_feature("video/raw")
+    assert lookup_feature("video/raw") is features.Video  # the active graph answers first
