@@ -35,11 +35,13 @@ from metaxy_dagster.data_versions import feature_data_version as feature_data_ve
 from metaxy_dagster.errors import MetaxyDagsterError as MetaxyDagsterError
 from metaxy_dagster.errors import MetaxyDefinitionError as MetaxyDefinitionError
 from metaxy_dagster.errors import MetaxyOutputError as MetaxyOutputError
+from metaxy_dagster.io_manager import BatchProgress as BatchProgress
 from metaxy_dagster.io_manager import MetaxyIncrement as MetaxyIncrement
 from metaxy_dagster.io_manager import MetaxyIOManager as MetaxyIOManager
 from metaxy_dagster.io_manager import MetaxyWriteReport as MetaxyWriteReport
 from metaxy_dagster.metaxify import column_lineage as column_lineage
 from metaxy_dagster.metaxify import metaxify as metaxify
+from metaxy_dagster.multi_asset import metaxy_multi_asset as metaxy_multi_asset
 from metaxy_dagster.observations import FeatureObservation as FeatureObservation
 from metaxy_dagster.observations import build_metaxy_observation_job as build_metaxy_observation_job
 from metaxy_dagster.observations import build_metaxy_observation_schedule as build_metaxy_observation_schedule

@@ -20,9 +20,7 @@ for what happens to the rows.
 import inspect
 import typing
 import warnings
-import weakref
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import dagster as dg
@@ -30,6 +28,7 @@ import dagster as dg
 from metaxy_core.feature import BaseFeature
 from metaxy_core.graph import FeatureGraph
 from metaxy_dagster import metadata as md
+from metaxy_dagster.batches import bind_commits, finish_increment
 from metaxy_dagster.checks import builtin_check_specs, check_results, selected_builtin_checks
 from metaxy_dagster.data_versions import feature_data_version
 from metaxy_dagster.errors import MetaxyDefinitionError
@@ -38,10 +37,11 @@ from metaxy_dagster.io_manager import (
     MetaxyIOManager,
     SamplesProvider,
     previous_materialization_metadata,
-    register_feature,
 )
 from metaxy_dagster.metaxify import rewire_feature_deps, with_built_upstreams
 from metaxy_dagster.partitions import PartitionBy, check_partition_by, describe, partition_filters
+from metaxy_dagster.registry import MetaxyAssetInfo as MetaxyAssetInfo
+from metaxy_dagster.registry import bind, check_code_location, infos_of_asset
 from metaxy_dagster.resource import MetaxyStoreResource
 from metaxy_dagster.translator import MetaxyTranslator
 from metaxy_dagster.user_checks import requiring_check_results
@@ -52,41 +52,21 @@ DEFAULT_STORE_KEY = "metaxy_store"
 AssetBody = Callable[..., Any]
 
 
-@dataclass(frozen=True)
-class MetaxyAssetInfo:
-    """What the factories know about a metaxy asset (the sensor reads it)."""
-
-    feature: type[BaseFeature]
-    asset_key: dg.AssetKey
-    samples: SamplesProvider | None
-    observable: bool
-    partition_by: PartitionBy | None = None
-    check_severity: dg.AssetCheckSeverity = dg.AssetCheckSeverity.WARN
-
-
-# Feature key string -> info of the latest asset built for it (used when only a feature is given).
-_ASSETS: dict[str, MetaxyAssetInfo] = {}
-# The op of each metaxy asset -> its info. Keyed by the op, which Dagster keeps when an asset is
-# re-specced (with_attributes, map_asset_specs), so a sensor given assets uses *their* feature classes
-# and samples providers, whatever else was built later in the same process.
-_BY_OP: "weakref.WeakKeyDictionary[Any, MetaxyAssetInfo]" = weakref.WeakKeyDictionary()
-
-
-def asset_info(feature: type[BaseFeature]) -> MetaxyAssetInfo | None:
-    return _ASSETS.get(str(feature.spec.key))
-
-
 def info_of_asset(asset: dg.AssetsDefinition | dg.SourceAsset) -> MetaxyAssetInfo | None:
-    """What the metaxy factory that built ``asset`` knows about it (None for other assets)."""
-    node = getattr(asset, "node_def", None)
-    return _BY_OP.get(node) if node is not None else None
+    """What the metaxy factory that built ``asset`` knows about it (None for other assets).
+
+    For an asset computing several features (:func:`metaxy_multi_asset`) use
+    :func:`metaxy_dagster.registry.infos_of_asset`.
+    """
+    infos = infos_of_asset(asset)
+    return next(iter(infos.values())) if len(infos) == 1 else None
 
 
 def _register(info: MetaxyAssetInfo, asset: dg.AssetsDefinition | None = None) -> None:
-    register_feature(info.feature)
-    _ASSETS[str(info.feature.spec.key)] = info
+    # Bound to the asset's op, never to the feature key: a sensor or IO manager serving an asset
+    # finds that asset's feature class and samples provider, not the latest one built.
     if asset is not None:
-        _BY_OP[asset.node_def] = info
+        bind(asset, [info])
 
 
 def _call_samples(provider: SamplesProvider, feature: type[BaseFeature]) -> Any:
@@ -113,7 +93,13 @@ def _is_resource_annotation(annotation: Any) -> bool:
 
 
 def _body_params(
-    feature: type[BaseFeature], fn: AssetBody, *, has_increment: bool, inputs: Collection[str] = ()
+    feature: type[BaseFeature],
+    fn: AssetBody,
+    *,
+    has_increment: bool,
+    inputs: Collection[str] = (),
+    increment_name: str = "increment",
+    where: str | None = None,
 ) -> tuple[bool, bool, list[str], list[str]]:
     """(wants context, wants increment, resource keys, input names) from the body's signature.
 
@@ -123,7 +109,7 @@ def _body_params(
     wants_context = wants_increment = False
     resources: list[str] = []
     wanted_inputs: list[str] = []
-    where = f"{fn.__name__} (feature '{feature.spec.key}')"
+    where = where or f"{fn.__name__} (feature '{feature.spec.key}')"
     try:  # resolves string annotations (a module with `from __future__ import annotations`)
         hints = typing.get_type_hints(fn, include_extras=True)
     except Exception:
@@ -136,7 +122,7 @@ def _body_params(
             )
         if name == "context":
             wants_context = True
-        elif name == "increment":
+        elif name == increment_name:
             wants_increment = True
         elif name in inputs:
             wanted_inputs.append(name)
@@ -144,7 +130,7 @@ def _body_params(
             resources.append(name)
         else:
             raise MetaxyDefinitionError(
-                f"{where}: parameter '{name}' is not context, increment, an input from ins= ({sorted(inputs) or 'none'}) "
+                f"{where}: parameter '{name}' is not context, {increment_name}, an input from ins= ({sorted(inputs) or 'none'}) "
                 f"or a resource. Annotate a resource with its class ({name}: MyResource, a ConfigurableResource) "
                 f"or dg.ResourceParam[...], or add ins={{'{name}': dg.AssetIn(...)}} for an upstream asset's value."
             )
@@ -297,7 +283,6 @@ def _build_asset(
             f"metaxy asset for '{feature.spec.key}': check_specs {clash} reuse built-in check names; rename them or "
             f"drop the built-in ones with checks=False."
         )
-    register_feature(feature)
     op_name = options.pop("name", None) or asset_key.to_python_identifier()
 
     def materialize(
@@ -330,20 +315,27 @@ def _build_asset(
         else:
             given = _call_samples(samples, feature) if samples is not None else None
             increment = io.resolve_increment(feature, samples=given, filters=filters or None)
-            context.log.info(f"{feature.spec.key}: increment {increment.summary()}")
-            if increment.is_empty and (skip_empty or fn is None):
-                context.log.info(f"{feature.spec.key}: nothing new or stale; the body was not called.")
-                report = io.write_rows(
-                    feature, increment, None, materialization_id=run_id, filters=filters or None
-                )
-            else:
-                if fn is None:
-                    rows: Any = increment.to_process()  # a root written as its samples provider lists it
+            try:
+                context.log.info(f"{feature.spec.key}: increment {increment.summary()}")
+                if increment.is_empty and (skip_empty or fn is None):
+                    context.log.info(f"{feature.spec.key}: nothing new or stale; the body was not called.")
+                    report = io.write_rows(
+                        feature, increment, None, materialization_id=run_id, filters=filters or None
+                    )
+                elif fn is None:  # a root written as its samples provider lists it
+                    report = io.write_rows(
+                        feature,
+                        increment,
+                        increment.to_process(),
+                        materialization_id=run_id,
+                        filters=filters or None,
+                    )
                 else:
+                    bind_commits(io, increment, run_id, context.log)
                     rows, user_version, user_meta, user_results = _unwrap(call_body(increment))
-                report = io.write_rows(
-                    feature, increment, rows, materialization_id=run_id, filters=filters or None
-                )
+                    report = finish_increment(io, increment, rows, run_id, filters or None)
+            finally:
+                increment.close()
         context.log.info(
             f"{feature.spec.key}: new={report.counts['new']} stale={report.counts['stale']} "
             f"orphaned={report.counts['orphaned']} written={report.written} "
@@ -370,6 +362,7 @@ def _build_asset(
                 f"Resource '{io_manager_key}' is a {type(io).__name__}; metaxy assets need a MetaxyIOManager there "
                 f"(resources={{'{io_manager_key}': MetaxyIOManager(store=MetaxyStoreResource(...))}})."
             )
+        check_code_location(context, f"metaxy asset '{asset_key.to_user_string()}'")
         selected = context.selected_asset_check_keys
         if asset_key in context.selected_asset_keys:
             yield from materialize(context, io, loaded)
@@ -498,7 +491,6 @@ def metaxy_observable_source(
         )
     tr = translator or MetaxyTranslator()
     spec = tr.get_asset_spec(feature)
-    register_feature(feature)
 
     def observe(context: dg.AssetExecutionContext) -> dg.ObserveResult:
         resource: MetaxyStoreResource = getattr(context.resources, store_resource_key)

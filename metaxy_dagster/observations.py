@@ -59,11 +59,12 @@ from dagster._core.definitions.events import AssetKeyPartitionKey
 from dagster._time import get_current_datetime
 
 from metaxy_core.feature import BaseFeature
-from metaxy_dagster.assets import DEFAULT_STORE_KEY, MetaxyAssetInfo, _call_samples, info_of_asset
+from metaxy_dagster.assets import DEFAULT_STORE_KEY, MetaxyAssetInfo, _call_samples
 from metaxy_dagster.checks import BUILTIN_CHECKS, check_results
 from metaxy_dagster.data_versions import EMPTY_DATA_VERSION, feature_data_version
 from metaxy_dagster.errors import MetaxyDefinitionError
 from metaxy_dagster.partitions import filters_for_keys
+from metaxy_dagster.registry import infos_of_asset
 from metaxy_dagster.resource import MetaxyStoreResource
 
 OBSERVED_TAG = "metaxy/observed"
@@ -111,11 +112,11 @@ def _targets(assets: Sequence[dg.AssetsDefinition | dg.SourceAsset]) -> list[_Ta
     for asset in assets:
         if isinstance(asset, dg.SourceAsset):
             continue  # an observable source observes itself
-        info = info_of_asset(asset)
-        if info is None:
-            continue  # not a metaxy asset (e.g. the graph asset)
-        checks = tuple(c.name for c in asset.check_specs if c.key.asset_key == info.asset_key)
-        found.append(_Target(asset, info, tuple(c for c in BUILTIN_CHECKS if c in checks)))
+        # one target per feature the asset computes (several for a metaxy_multi_asset); none for
+        # assets metaxy did not build, such as the graph asset
+        for info in infos_of_asset(asset).values():
+            checks = tuple(c.name for c in asset.check_specs if c.key.asset_key == info.asset_key)
+            found.append(_Target(asset, info, tuple(c for c in BUILTIN_CHECKS if c in checks)))
     if not found:
         raise MetaxyDefinitionError(
             "No metaxy feature assets to observe: pass the assets built by metaxy_asset / build_metaxy_assets."

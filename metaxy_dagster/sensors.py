@@ -27,10 +27,11 @@ from typing import Any
 import dagster as dg
 
 from metaxy_core.feature import BaseFeature
-from metaxy_dagster.assets import DEFAULT_STORE_KEY, asset_info, info_of_asset
+from metaxy_dagster.assets import DEFAULT_STORE_KEY
 from metaxy_dagster.data_versions import feature_data_version
 from metaxy_dagster.errors import MetaxyDefinitionError
 from metaxy_dagster.io_manager import SamplesProvider, lookup_feature
+from metaxy_dagster.registry import check_code_location, check_one_asset_per_feature, infos_of_asset
 from metaxy_dagster.resource import MetaxyStoreResource
 from metaxy_dagster.translator import MetaxyTranslator, feature_key_of
 
@@ -55,10 +56,11 @@ def _managed(
     for asset in assets or ():
         if isinstance(asset, dg.SourceAsset):
             continue  # observable roots are written outside Dagster; there is nothing to launch
-        info = info_of_asset(asset)
+        infos = infos_of_asset(asset)
         for spec in asset.specs:
             key = feature_key_of(dict(spec.metadata))
             if key is not None:
+                info = infos.get(spec.key)
                 feature = info.feature if info is not None else lookup_feature(key)
                 pairs.append((feature, spec.key))
     if not pairs:
@@ -124,15 +126,14 @@ def build_metaxy_sensor(
     """
     tr = translator or MetaxyTranslator()
     managed = _managed(assets, features, tr)
+    check_one_asset_per_feature(assets or (), f"build_metaxy_sensor '{name}'")
+    # Samples providers come from the assets given (each bound to its own asset) or from samples=;
+    # a feature given only as a class has none unless samples= names one.
     providers: dict[str, SamplesProvider] = {}
-    for feature, _ in managed:
-        info = asset_info(feature)
-        if info is not None and info.samples is not None:
-            providers[str(feature.spec.key)] = info.samples
     for asset in assets or ():
-        info = info_of_asset(asset)
-        if info is not None and info.samples is not None:
-            providers[str(info.feature.spec.key)] = info.samples
+        for info in infos_of_asset(asset).values():
+            if info.samples is not None:
+                providers[str(info.feature.spec.key)] = info.samples
     for feature, provider in (samples or {}).items():
         providers[str(feature.spec.key)] = provider
     keys = [k for _, k in managed]
@@ -149,6 +150,7 @@ def build_metaxy_sensor(
     def _sensor(context: dg.SensorEvaluationContext, **_resources: Any) -> dg.SensorResult | dg.SkipReason:
         # Direct invocation (`sensor(context)`) passes required resources as keywords; they are read
         # from context.resources below either way.
+        check_code_location(context, f"sensor '{name}'")
         in_flight = context.instance.get_run_records(
             filters=dg.RunsFilter(tags={SENSOR_NAME_TAG: name}, statuses=_IN_FLIGHT), limit=1
         )

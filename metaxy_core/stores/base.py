@@ -39,6 +39,7 @@ from metaxy_core.stores import _incremental
 FeatureRef = type[BaseFeature] | FeatureKey | str | Sequence[str]
 Filters = Any
 """A SQL ``WHERE`` string, a narwhals expression, or a list of them (combined with AND)."""
+INCREMENT_PARTS = ("new", "stale", "orphaned")
 
 
 def to_polars(frame: Any, what: str) -> pl.DataFrame:
@@ -348,6 +349,50 @@ class MetadataStore(abc.ABC):
             # checkpoint stays true: record it when this store next opens for writing.
             self._pending_checkpoints.append((plan, digest, started))
         return increment
+
+    def iter_update(
+        self,
+        feature: FeatureRef,
+        *,
+        batch_size: int,
+        samples: Any = None,
+        filters: Filters = None,
+        parts: Sequence[str] = INCREMENT_PARTS,
+    ) -> Iterator[tuple[str, nw.DataFrame[Any]]]:
+        """The increment of ``resolve_update`` in chunks of at most ``batch_size`` rows.
+
+        Yields ``(part, chunk)`` pairs, part by part in the order of ``parts`` (``"new"``,
+        ``"stale"``, ``"orphaned"``); every part yields at least one chunk (an empty one when the
+        part is empty), so its columns are known. Engines that can stream (DuckDB) hand over one
+        chunk at a time, so an increment larger than memory passes through; the others return
+        what they already read. The store stays open until the generator is exhausted or closed:
+        consume it in one go (``with store:`` is not needed) and keep other calls for after.
+        """
+        if batch_size < 1:
+            raise ValueError(f"iter_update: batch_size must be a positive number of rows, got {batch_size}.")
+        unknown = [p for p in parts if p not in INCREMENT_PARTS]
+        if unknown:
+            raise ValueError(f"iter_update: unknown part(s) {unknown}; choose from {list(INCREMENT_PARTS)}.")
+        cls = self.feature_class(feature)
+        with self._session(f"iter_update({cls.spec.key})", ResolveError, reading=True):
+            increment = self.resolve_update(cls, samples=samples, filters=filters, lazy=True)
+            for part in parts:
+                for chunk in self._stream(getattr(increment, part), batch_size):
+                    yield part, nw.from_native(chunk)
+
+    def _stream(self, frame: Any, batch_size: int) -> Iterator[pl.DataFrame]:
+        """Hook: a (lazy) increment frame as polars chunks of at most ``batch_size`` rows, at least one.
+
+        The default collects the frame and slices it; stores whose engine can hand a result over
+        piecewise override it.
+        """
+        if isinstance(frame, nw.LazyFrame):
+            frame = frame.collect()
+        whole = frame.to_polars() if isinstance(frame, nw.DataFrame) else to_polars(frame, "iter_update")
+        if whole.height == 0:
+            yield whole
+            return
+        yield from whole.iter_slices(batch_size)
 
     def write(
         self,

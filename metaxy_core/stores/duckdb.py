@@ -28,7 +28,7 @@ import os
 import random
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -539,6 +539,27 @@ class DuckDBMetadataStore(MetadataStore):
             stale=nw.from_native(frame.filter(status == "stale").select(stale_cols)),
             orphaned=nw.from_native(orphaned),
         )
+
+    def _stream(self, frame: Any, batch_size: int) -> Iterator[pl.DataFrame]:
+        native = nw.to_native(frame) if isinstance(frame, nw.LazyFrame | nw.DataFrame) else frame
+        if not isinstance(native, duckdb.DuckDBPyRelation):
+            yield from super()._stream(frame, batch_size)
+            return
+        # DuckDB hands the result over one Arrow record batch at a time, so only one chunk is in
+        # Python's hands at once however large the increment is.
+        reader = native.to_arrow_reader(batch_size)
+        empty = True
+        for batch in reader:
+            if batch.num_rows == 0:
+                continue
+            empty = False
+            chunk = pl.from_arrow(batch)
+            assert isinstance(chunk, pl.DataFrame)
+            yield from chunk.iter_slices(batch_size) if chunk.height > batch_size else (chunk,)
+        if empty:
+            chunk = pl.from_arrow(reader.schema.empty_table())
+            assert isinstance(chunk, pl.DataFrame)
+            yield chunk
 
     def _orphans_only(
         self, plan: ResolvePlan, stored: str | None, carried: Sequence[str], lazy: bool
