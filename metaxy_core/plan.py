@@ -335,6 +335,7 @@ def _predict(
     candidates = candidates.filter(pl.col(CHANGED).list.len() > 0)
 
     # -- new or stale: whether the feature stores the sample now
+    candidates = candidates.with_columns(pl.col(IS_NEW).is_null().alias("__derived"))
     undecided = candidates.filter(pl.col(IS_NEW).is_null())
     present = _lookup(store, cls, undecided.select(keys), keys, keys) if stored else _empty_like(keys)
     present = _align_keys(present.select(keys).unique(), candidates, keys).with_columns(
@@ -350,6 +351,7 @@ def _predict(
         )
         .drop("__present")
     )
+    candidates = _expected_by_every_dep(store, cls, rplan, candidates, upstream).drop("__derived")
     stale = candidates.filter(~pl.col(IS_NEW))
     new = candidates.filter(pl.col(IS_NEW))
     still_orphaned = _align_keys(orphans, candidates, keys).join(
@@ -423,6 +425,45 @@ def _through_dep(
         return None
     reached = _lookup(store, cls, mapped.select(join_on), join_on, [*keys, *join_on])
     return reached.join(mapped, on=join_on, how="inner", nulls_equal=True).select(*keys, CHANGED)
+
+
+def _expected_by_every_dep(
+    store: "MetadataStore",
+    cls: type[BaseFeature],
+    rplan: ResolvePlan,
+    candidates: pl.DataFrame,
+    upstream: Mapping[FeatureKey, _Changes],
+) -> pl.DataFrame:
+    """Drop new samples reached through one dependency that another required one will not have.
+
+    The expected samples are an inner join of the required dependencies: a sample new upstream in
+    one of them is expected only if every other one stores it or gains it in the run.
+    """
+    required = [d for d in rplan.deps if not d.optional]
+    keys = list(rplan.key_columns)
+    derived = pl.col("__derived") & pl.col(IS_NEW)
+    if len(required) < 2 or candidates.filter(derived).height == 0:
+        return candidates
+    kept = candidates.filter(derived).select(keys)
+    for dep in required:
+        if set(dep.join_on) != set(keys):
+            continue  # an aggregation by other columns: a group exists as soon as one member does
+        upstream_name = {out: up for up, out in dep.carried}
+        if any(c not in upstream_name for c in keys):
+            continue
+        wanted = kept.select(pl.col(c).alias(upstream_name[c]) for c in keys)
+        up_cls = cls.graph.get_feature(dep.feature)
+        found = [wanted.head(0)]
+        if store.has_feature(up_cls):
+            found.append(_lookup(store, up_cls, wanted, list(wanted.columns), list(wanted.columns)))
+        changes = upstream.get(dep.feature)
+        if changes is not None and all(c in changes.rows.columns for c in wanted.columns):
+            found.append(changes.rows.filter(pl.col(IS_NEW)).select(wanted.columns))
+        there = _concat(found, list(wanted.columns)).select(pl.col(upstream_name[c]).alias(c) for c in keys)
+        kept = kept.join(_align_keys(there.unique(), kept, keys), on=keys, how="semi", nulls_equal=True)
+    return candidates.filter(~derived).vstack(
+        candidates.filter(derived).join(kept, on=keys, how="semi", nulls_equal=True)
+    )
 
 
 def _own_rows(

@@ -147,3 +147,29 @@ def test_record_run_rejects_bad_values(seconds, samples, match):
     with pytest.raises(mx.MetadataValidationError, match=match):
         store.record_run("plan/video", seconds=seconds, samples=samples)
     assert store.read_system("runs") is None
+
+
+def test_new_sample_needs_every_required_dep(store):
+    class Left(mx.BaseFeature, spec=mx.FeatureSpec(key="plan/left", id_columns=["id"])):
+        id: str
+
+    class Right(mx.BaseFeature, spec=mx.FeatureSpec(key="plan/right", id_columns=["id"])):
+        id: str
+
+    class Both(mx.BaseFeature, spec=mx.FeatureSpec(key="plan/both", id_columns=["id"], deps=[Left, Right])):
+        id: str
+
+    def ids(*values: str) -> pl.DataFrame:
+        return pl.DataFrame({"id": list(values), C.PROVENANCE_BY_FIELD: [{"default": "x"}] * len(values)})
+
+    roots = {Left: ids("a", "b"), Right: ids("a", "b")}
+    for feature in (Left, Right, Both):
+        inc = store.resolve_update(feature, samples=roots.get(feature))
+        store.write(feature, inc.to_process())
+    # c and d are new on the left, only c on the right: the join expects c alone
+    roots = {Left: ids("a", "b", "c", "d"), Right: ids("a", "b", "c")}
+    prediction = mx.plan(store, samples=roots)
+    assert vars(prediction[Both].predicted) == {"new": 1, "stale": 0, "orphaned": 0}
+    for feature in (Left, Right):
+        store.write(feature, store.resolve_update(feature, samples=roots[feature]).to_process())
+    assert store.resolve_update(Both).counts() == vars(prediction[Both].predicted)
