@@ -103,6 +103,9 @@ class FeaturePlan:
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["notes"] = list(self.notes)
+        for name in ("seconds_per_sample", "estimated_seconds"):
+            if data[name] is not None:
+                data[name] = round(data[name], 6)
         return data
 
 
@@ -140,9 +143,10 @@ class Plan:
         return iter(self.features)
 
     def to_dict(self) -> dict[str, Any]:
+        total = self.total_estimated_seconds
         return {
             "features": [f.to_dict() for f in self.features],
-            "total_estimated_seconds": self.total_estimated_seconds,
+            "total_estimated_seconds": None if total is None else round(total, 6),
             "note": UPPER_BOUND_NOTE,
         }
 

@@ -49,10 +49,11 @@ def plan(
     graph = CTX.graph()
     for key in features:
         graph.get_feature(key)  # unknown keys fail here, naming the known ones
-    given = {key: _load_samples(key, source) for key, source in (_split_samples(item) for item in samples)}
-    for key in given:
+    sources = [_split_samples(item) for item in samples]
+    for key, _ in sources:
         if graph.get_feature(key).spec.deps:
             raise CliExit(1, f"--samples {key}=...: '{key}' is not a root feature; only roots take samples.")
+    given = {key: _load_samples(key, source) for key, source in sources}
     store = CTX.store()
     with progress("Planning", 1):
         result = make_plan(store, graph=graph, samples=given, features=list(features) or None)
@@ -97,12 +98,10 @@ def _print_table(result: "Plan") -> None:
     )
     for name, justify in [
         ("Feature", "left"),
-        ("Now new/stale/orph.", "right"),
-        ("Predicted new", "right"),
-        ("Predicted stale", "right"),
-        ("Orphaned", "right"),
-        ("Changed fields", "left"),
-        ("s/sample", "right"),
+        ("Now\nnew/stale/orph.", "right"),
+        ("Predicted\nnew/stale/orph.", "right"),
+        ("Changed fields\n(stale samples)", "left"),
+        ("Seconds\nper sample", "right"),
         ("Estimate", "right"),
     ]:
         table.add_column(name, justify=justify, no_wrap=True)  # type: ignore[arg-type]
@@ -116,17 +115,15 @@ def _print_table(result: "Plan") -> None:
         rate = "-" if f.seconds_per_sample is None else f"{f.seconds_per_sample:.3g}"
         table.add_row(
             f"[{style}]{escape(f.key)}[/]",
-            f"{n(f.now.new)}/{n(f.now.stale)}/{n(f.now.orphaned)}",
-            n(f.predicted.new),
-            n(f.predicted.stale),
-            n(f.predicted.orphaned),
+            f"{n(f.now.new)} / {n(f.now.stale)} / {n(f.now.orphaned)}",
+            f"[{style}]{n(f.predicted.new)} / {n(f.predicted.stale)} / {n(f.predicted.orphaned)}[/]",
             escape(", ".join(f"{k} ({v})" for k, v in f.changed_fields.items()) or "-"),
             rate,
             format_seconds(f.estimated_seconds) if busy else "-",
         )
     table.add_section()
     total = result.total_estimated_seconds
-    table.add_row("[bold]total[/]", "", "", "", "", "", "", f"[bold]{format_seconds(total)}[/]")
+    table.add_row("[bold]total[/]", "", "", "", "", f"[bold]{format_seconds(total)}[/]")
     out = stdout()
     out.print(table)
     to_run = result.to_run
