@@ -19,7 +19,7 @@ the size of the tables.
 The prediction is an upper bound where a feature overrides its data version (early cut-off): a
 recomputed sample whose output did not change stops the propagation there. Children of *new*
 parents of an expansion feature do not exist before it runs, so what they cause further down is
-counted only once the expansion has run (the feature's ``notes`` say so).
+counted only once the expansion has run (the feature's ``uncounted_from`` and ``notes`` say so).
 
 >>> import metaxy_core as mx
 >>> import polars as pl
@@ -49,10 +49,11 @@ import narwhals as nw
 import polars as pl
 
 from metaxy_core import columns as C
+from metaxy_core.errors import MetaxyError
 from metaxy_core.feature import BaseFeature
 from metaxy_core.graph import FeatureGraph
 from metaxy_core.keys import FeatureKey
-from metaxy_core.lineage import DepPlan, ResolvePlan, build_plan
+from metaxy_core.lineage import DepPlan, ResolvePlan, TableSchema, build_plan
 from metaxy_core.runs import seconds_per_sample
 
 if TYPE_CHECKING:
@@ -99,10 +100,14 @@ class FeaturePlan:
     estimated_seconds: float | None
     """Predicted new + stale samples x seconds per sample; ``None`` without records."""
     notes: tuple[str, ...] = ()
+    uncounted_from: tuple[str, ...] = ()
+    """Expansion features upstream whose new parents have children not known before they run: their
+    effect on this feature is not in ``predicted`` (it may be higher)."""
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["notes"] = list(self.notes)
+        data["uncounted_from"] = list(self.uncounted_from)
         for name in ("seconds_per_sample", "estimated_seconds"):
             if data[name] is not None:
                 data[name] = round(data[name], 6)
@@ -131,6 +136,11 @@ class Plan:
     def to_run(self) -> list[str]:
         """Keys of the features with predicted new or stale samples."""
         return [f.key for f in self.features if f.predicted.to_process]
+
+    @property
+    def may_run(self) -> list[str]:
+        """:attr:`to_run` plus the features whose prediction leaves out children of new expansion parents."""
+        return [f.key for f in self.features if f.predicted.to_process or f.uncounted_from]
 
     def __getitem__(self, key: Any) -> FeaturePlan:
         wanted = str(key.spec.key if isinstance(key, type) else FeatureKey(key))
@@ -248,6 +258,7 @@ def _feature_plan(key: str, p: "_Prediction", rate: float | None) -> FeaturePlan
         seconds_per_sample=rate,
         estimated_seconds=estimate,
         notes=p.notes,
+        uncounted_from=p.uncounted_from,
     )
 
 
@@ -270,6 +281,7 @@ class _Prediction:
     predicted: Counts
     changed_fields: dict[str, int]
     notes: tuple[str, ...]
+    uncounted_from: tuple[str, ...]
 
 
 def _predict(
@@ -279,8 +291,7 @@ def _predict(
     has_samples: bool,
     upstream: Mapping[FeatureKey, _Changes],
 ) -> tuple[_Prediction, _Changes]:
-    key = cls.spec.key
-    rplan = build_plan(cls.graph, key, store._schema)
+    rplan = _resolve_plan(store, cls)
     keys = list(rplan.key_columns)
     fields = sorted(str(f) for f in cls.spec.field_keys)
     stored = store.has_feature(cls)
@@ -389,9 +400,32 @@ def _predict(
     # -- this feature's changed rows at its own id granularity, for downstream features
     rows, more_incomplete = _own_rows(store, cls, rplan, candidates, now_new, stored)
     return (
-        _Prediction(now, predicted, changed_fields, tuple(notes)),
+        _Prediction(now, predicted, changed_fields, tuple(notes), tuple(sorted(set(incomplete)))),
         _Changes(rows, sorted(set(incomplete + more_incomplete))),
     )
+
+
+def _resolve_plan(store: "MetadataStore", cls: type[BaseFeature]) -> ResolvePlan:
+    """The feature's resolve plan, with upstreams that are not stored yet taken as declared.
+
+    Their rows will exist at this feature's turn; the store's own plan leaves them out.
+    """
+    graph = cls.graph
+
+    def schema_of(key: FeatureKey) -> TableSchema | None:
+        stored = store._schema(key)
+        if stored is not None:
+            return stored
+        upstream = graph.get_feature(key)
+        columns = tuple(dict.fromkeys([*upstream.spec.id_columns, *upstream.model_fields]))
+        fields = tuple(sorted(str(f) for f in upstream.spec.field_keys))
+        return TableSchema(columns=columns, struct_fields={C.DATA_VERSION_BY_FIELD: fields})
+
+    try:
+        return build_plan(graph, cls.spec.key, schema_of)
+    except MetaxyError:
+        # declared columns do not cover the joins (columns known only once written): stored ones only
+        return build_plan(graph, cls.spec.key, store._schema)
 
 
 def _through_dep(

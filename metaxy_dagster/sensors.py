@@ -201,7 +201,8 @@ def build_metaxy_sensor(
             if sum(counts.get(str(f.spec.key), {}).get(k, 0) for k in ("new", "stale"))
         }
         if predicted is not None:
-            needs_work.update(FeatureKey(k) for k in predicted.to_run)
+            # features below new expansion parents may have work the plan cannot count yet: include them
+            needs_work.update(FeatureKey(k) for k in predicted.may_run)
         elif include_downstream and needs_work:
             graph = managed[0][0].graph
             for key in list(needs_work):

@@ -86,6 +86,7 @@ def test_new_samples_exact_until_an_expansion_then_flagged(store):
     assert vars(prediction["plan/speaker"].predicted) == {"new": 0, "stale": 2, "orphaned": 0}
     # the new videos' chunks do not exist yet: below the expansion the plan says it cannot count them
     for key in ("plan/faces", "plan/video_faces"):
+        assert prediction[key].uncounted_from == ("plan/chunk",)
         assert prediction[key].notes
         assert "plan/chunk" in prediction[key].notes[0]
     run_and_compare(
@@ -173,3 +174,22 @@ def test_new_sample_needs_every_required_dep(store):
     for feature in (Left, Right):
         store.write(feature, store.resolve_update(feature, samples=roots[feature]).to_process())
     assert store.resolve_update(Both).counts() == vars(prediction[Both].predicted)
+
+
+def test_empty_store_predicts_new_samples_down_to_the_expansion(store):
+    g = build()
+    given = samples(7)
+    with g.graph.use():
+        prediction = mx.plan(store, samples={g.video: given})
+    assert {f.key: f.predicted.new for f in prediction} == {
+        "plan/video": 7,
+        "plan/chunk": 7,
+        "plan/faces": 0,
+        "plan/video_faces": 0,
+        "plan/stt": 7,
+        "plan/speaker": 5,
+    }
+    assert prediction.may_run == [f.key for f in prediction]
+    run_and_compare(
+        store, g, given, prediction, exact={"plan/video", "plan/chunk", "plan/stt", "plan/speaker"}
+    )
