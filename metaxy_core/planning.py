@@ -66,6 +66,8 @@ IS_NEW = "__metaxy_plan_new"
 MAX_LOOKUP_CHARS = 12_000
 """Id values per lookup query, by their text length: each lookup is one ``IN (...)`` filter, and
 filters are capped in size (see :mod:`metaxy_core.filters`)."""
+MAX_LOOKUP_QUERIES = 1
+"""Beyond this many lookup queries, one read of the needed columns is faster than parsing more ``IN`` lists."""
 UPPER_BOUND_NOTE = (
     "Predictions are upper bounds where a feature overrides its data version (early cut-off): a "
     "recomputed sample whose output did not change stops there."
@@ -317,11 +319,16 @@ def _predict(
         inc = store.resolve_update(cls, samples=samples if not cls.spec.deps else None, lazy=True)
         counts = inc.counts()
         now = Counts(new=counts["new"], stale=counts["stale"], orphaned=counts["orphaned"])
-        now_new = _collect(inc.new)
+        # each part is one more query in the engine: fetch only the parts that have rows
+        now_new = _collect(inc.new) if counts["new"] else _empty_like(keys)
         now_new = now_new.select(_user_columns(now_new))
-        now_stale = _collect(inc.stale)
-        now_stale = now_stale.select(*_user_columns(now_stale), pl.col(C.CHANGED_FIELDS).alias(CHANGED))
-        orphans = _collect(inc.orphaned).select(keys)
+        now_stale = (
+            _collect(inc.stale).rename({C.CHANGED_FIELDS: CHANGED})
+            if counts["stale"]
+            else _empty_like(keys).with_columns(pl.lit([], dtype=pl.List(pl.String)).alias(CHANGED))
+        )
+        now_stale = now_stale.select(*_user_columns(now_stale), CHANGED)
+        orphans = _collect(inc.orphaned).select(keys) if counts["orphaned"] else _empty_like(keys)
 
     # -- what upstream changes do to this feature, per increment key
     found = [
@@ -552,14 +559,23 @@ def _lookup(
 ) -> pl.DataFrame:
     """Current stored rows of ``cls`` whose ``on`` values are among ``wanted``'s (user columns only).
 
-    One ``IN`` filter per column and chunk of values, so each query touches only matching rows in
-    the engine; the exact multi-column match is made on the (small) result.
+    A few changed samples: one ``IN`` filter per column and chunk of values, so each query touches
+    only matching rows in the engine; the exact multi-column match is made on the (small) result.
+    Many: one read of just the needed columns, matched in polars, since parsing and checking huge
+    ``IN`` lists costs more than reading the columns.
     """
     wanted = wanted.select(on).unique()
     if wanted.height == 0:
         return wanted
+    chunks = list(_chunks(wanted))
+    if len(chunks) > MAX_LOOKUP_QUERIES:
+        frame = store.read(cls, lazy=True)
+        names = list(frame.columns)
+        keep = [c for c in names if not C.is_system(c)] if columns is None else list(dict.fromkeys(columns))
+        found = _collect(frame.select(keep))
+        return _align_keys(found, wanted, on).join(wanted, on=on, how="semi", nulls_equal=True)
     parts = []
-    for chunk in _chunks(wanted):
+    for chunk in chunks:
         filters = [nw.col(c).is_in(chunk.get_column(c).unique().to_list()) for c in on]
         frame = _collect(store.read(cls, filters=filters, lazy=True))
         frame = frame.select(_user_columns(frame) if columns is None else list(dict.fromkeys(columns)))

@@ -7,6 +7,7 @@ import pytest
 
 import metaxy_core as mx
 from metaxy_core import columns as C
+from metaxy_core import planning
 from tests.plan.graph import CHILDREN, build, run_all, run_step, samples
 
 N = 30
@@ -71,6 +72,31 @@ def test_prediction_matches_each_turn_after_root_change_and_code_bump(store):
     with after.graph.use():
         again = mx.plan(store, samples={after.video: given})
     assert again.to_run == []
+
+
+@pytest.mark.parametrize("lookup", ["scan", "many-queries"])
+def test_both_lookup_paths_give_the_same_prediction(store, lookup, monkeypatch):
+    # few changed samples are fetched with IN filters in chunks, many by one read of the columns
+    if lookup == "scan":
+        monkeypatch.setattr(planning, "MAX_LOOKUP_QUERIES", 0)
+    else:
+        monkeypatch.setattr(planning, "MAX_LOOKUP_CHARS", 10)
+        monkeypatch.setattr(planning, "MAX_LOOKUP_QUERIES", 10_000)
+    before = build()
+    run_all(store, before, samples(12))
+    after = build(chunk_audio="2")
+    given = samples(12, audio={1: "x", 2: "x"}, frames={2: "y", 3: "y"})
+    with after.graph.use():
+        prediction = mx.plan(store, samples={after.video: given})
+    assert {f.key: f.predicted.stale for f in prediction} == {
+        "plan/video": 3,
+        "plan/chunk": 12,
+        "plan/faces": 2 * CHILDREN,
+        "plan/video_faces": 2,
+        "plan/stt": 2,
+        "plan/speaker": 2,
+    }
+    run_and_compare(store, after, given, prediction, exact={f.key for f in prediction})
 
 
 def test_new_samples_exact_until_an_expansion_then_flagged(store):
