@@ -103,8 +103,9 @@ class FeaturePlan:
     """Predicted new + stale samples x seconds per sample; ``None`` without records."""
     notes: tuple[str, ...] = ()
     uncounted_from: tuple[str, ...] = ()
-    """Expansion features upstream whose new parents have children not known before they run: their
-    effect on this feature is not in ``predicted`` (it may be higher)."""
+    """Upstream features with changed samples the prediction cannot follow to this feature: children
+    of new parents of an expansion (they exist only once it has run), or new samples lacking the
+    values this feature joins on. Their effect is not in ``predicted``, which may be higher."""
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -342,7 +343,9 @@ def _predict(
             continue
         if changes.incomplete:
             incomplete += changes.incomplete
-        mapped = _through_dep(store, cls, rplan, dep, changes.rows, keys)
+        mapped, lost = _through_dep(store, cls, rplan, dep, changes.rows, keys)
+        if lost:
+            incomplete.append(str(dep.feature))
         if mapped is not None and mapped.height:
             found.append(mapped.with_columns(pl.lit(None, dtype=pl.Boolean).alias(IS_NEW)))
     candidates = (
@@ -398,9 +401,9 @@ def _predict(
     )
     if incomplete:
         notes.append(
-            "children of new parents of "
+            "some new samples of "
             + ", ".join(sorted(set(incomplete)))
-            + " are unknown until it runs; "
+            + " are known only once it runs (e.g. children of new expansion parents); "
             "their effect here is not counted"
         )
 
@@ -442,8 +445,12 @@ def _through_dep(
     dep: DepPlan,
     rows: pl.DataFrame,
     keys: list[str],
-) -> pl.DataFrame | None:
-    """Upstream changed rows mapped to this feature's increment keys, with this feature's changed fields."""
+) -> tuple[pl.DataFrame | None, bool]:
+    """Upstream changed rows mapped to this feature's increment keys, with this feature's changed fields.
+
+    The flag is True when some changed rows could not be followed: they lack the values this
+    feature joins on (new rows of a column the upstream computes itself).
+    """
     reads = {fp.key: [p.field for p in fp.parents if p.dep_index == dep.index] for fp in rplan.fields}
     exprs = [
         pl.when(pl.col(CHANGED).list.eval(pl.element().is_in(parents)).list.any()).then(pl.lit(f))
@@ -451,25 +458,27 @@ def _through_dep(
         if parents
     ]
     if not exprs or rows.height == 0:
-        return None
-    upstream_name = dict((out, up) for up, out in dep.carried)
+        return None, False
+    upstream_name = {out: up for up, out in dep.carried}
     join_on = list(dep.join_on)
     if any(upstream_name.get(c) not in rows.columns for c in join_on):
-        return None
+        return None, True
     mapped = rows.select(
         *(pl.col(upstream_name[c]).alias(c) for c in join_on),
         pl.concat_list(exprs).list.drop_nulls().alias(CHANGED),
-    ).drop_nulls(join_on)
-    if mapped.height == 0:
-        return None
+    )
+    followed = mapped.drop_nulls(join_on)
+    lost = followed.height < mapped.height
+    if followed.height == 0:
+        return None, lost
     if set(join_on) == set(keys):
-        return mapped.select(*keys, CHANGED)
+        return followed.select(*keys, CHANGED), lost
     # the dependency joins on other columns than this feature's keys (aggregation by a column that
     # is not the id): find the stored samples those values reach
     if not store.has_feature(cls):
-        return None
-    reached = _lookup(store, cls, mapped.select(join_on), join_on, [*keys, *join_on])
-    return reached.join(mapped, on=join_on, how="inner", nulls_equal=True).select(*keys, CHANGED)
+        return None, lost
+    reached = _lookup(store, cls, followed.select(join_on), join_on, [*keys, *join_on])
+    return reached.join(followed, on=join_on, how="inner", nulls_equal=True).select(*keys, CHANGED), lost
 
 
 def _expected_by_every_dep(
@@ -487,7 +496,8 @@ def _expected_by_every_dep(
     required = [d for d in rplan.deps if not d.optional]
     keys = list(rplan.key_columns)
     derived = pl.col("__derived") & pl.col(IS_NEW)
-    if len(required) < 2 or candidates.filter(derived).height == 0:
+    # all deps optional: any one of them makes a sample expected; a single dep: it has the sample
+    if not required or len(rplan.deps) < 2 or candidates.filter(derived).height == 0:
         return candidates
     kept = candidates.filter(derived).select(keys)
     for dep in required:

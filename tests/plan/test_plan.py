@@ -219,3 +219,34 @@ def test_empty_store_predicts_new_samples_down_to_the_expansion(store):
     run_and_compare(
         store, g, given, prediction, exact={"plan/video", "plan/chunk", "plan/stt", "plan/speaker"}
     )
+
+
+def test_new_sample_of_an_optional_dep_alone_is_not_expected():
+    class Main(mx.BaseFeature, spec=mx.FeatureSpec(key="plan/main", id_columns=["id"])):
+        id: str
+
+    class Extra(mx.BaseFeature, spec=mx.FeatureSpec(key="plan/extra", id_columns=["id"])):
+        id: str
+
+    class Joined(
+        mx.BaseFeature,
+        spec=mx.FeatureSpec(
+            key="plan/joined", id_columns=["id"], deps=[Main, mx.FeatureDep(feature=Extra, optional=True)]
+        ),
+    ):
+        id: str
+
+    def ids(*values: str) -> pl.DataFrame:
+        return pl.DataFrame({"id": list(values), C.PROVENANCE_BY_FIELD: [{"default": "x"}] * len(values)})
+
+    store = mx.InMemoryMetadataStore()
+    roots = {Main: ids("a"), Extra: ids("a")}
+    for feature in (Main, Extra, Joined):
+        store.write(feature, store.resolve_update(feature, samples=roots.get(feature)).to_process())
+    # z is new in the optional dep only: the left join does not expect it; b is new in main
+    roots = {Main: ids("a", "b"), Extra: ids("a", "z")}
+    prediction = mx.plan(store, samples=roots)
+    assert vars(prediction[Joined].predicted) == {"new": 1, "stale": 0, "orphaned": 0}
+    for feature in (Main, Extra):
+        store.write(feature, store.resolve_update(feature, samples=roots[feature]).to_process())
+    assert store.resolve_update(Joined).counts() == vars(prediction[Joined].predicted)
