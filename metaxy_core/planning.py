@@ -63,6 +63,8 @@ CHANGED = "__metaxy_plan_changed"
 """Helper column: the fields of a sample that change (a list of field keys)."""
 IS_NEW = "__metaxy_plan_new"
 """Helper column: the sample is not stored yet."""
+UPSTREAM_NEW = "__metaxy_plan_upstream_new"
+"""Helper column: the sample is reached from a sample that is new upstream."""
 MAX_LOOKUP_CHARS = 12_000
 """Id values per lookup query, by their text length: each lookup is one ``IN (...)`` filter, and
 filters are capped in size (see :mod:`metaxy_core.filters`)."""
@@ -333,8 +335,13 @@ def _predict(
 
     # -- what upstream changes do to this feature, per increment key
     found = [
-        now_stale.select(*keys, CHANGED, pl.lit(False).alias(IS_NEW)),
-        now_new.select(*keys, pl.lit(fields).alias(CHANGED), pl.lit(True).alias(IS_NEW)),
+        now_stale.select(*keys, CHANGED, pl.lit(False).alias(IS_NEW), pl.lit(False).alias(UPSTREAM_NEW)),
+        now_new.select(
+            *keys,
+            pl.lit(fields).alias(CHANGED),
+            pl.lit(True).alias(IS_NEW),
+            pl.lit(False).alias(UPSTREAM_NEW),
+        ),
     ]
     incomplete: list[str] = []
     for dep in rplan.deps:
@@ -354,10 +361,12 @@ def _predict(
         .agg(
             pl.col(CHANGED).list.explode(keep_nulls=False, empty_as_null=False).unique().sort(),
             pl.col(IS_NEW).max(),
+            pl.col(UPSTREAM_NEW).max(),
         )
     )
-    # a sample reached only through fields this feature does not read does not change
-    candidates = candidates.filter(pl.col(CHANGED).list.len() > 0)
+    # a sample reached only through fields this feature does not read does not change, unless it
+    # is new upstream: then the join may expect it for the first time
+    candidates = candidates.filter((pl.col(CHANGED).list.len() > 0) | pl.col(UPSTREAM_NEW))
 
     # -- new or stale: whether the feature stores the sample now
     candidates = candidates.with_columns(pl.col(IS_NEW).is_null().alias("__derived"))
@@ -376,7 +385,13 @@ def _predict(
         )
         .drop("__present")
     )
-    candidates = _expected_by_every_dep(store, cls, rplan, candidates, upstream).drop("__derived")
+    candidates = (
+        _expected_by_every_dep(store, cls, rplan, candidates, upstream)
+        .drop("__derived", UPSTREAM_NEW)
+        # every field of a new sample is new; a stored one reached by nothing it reads is unchanged
+        .with_columns(pl.when(pl.col(IS_NEW)).then(pl.lit(fields)).otherwise(pl.col(CHANGED)).alias(CHANGED))
+        .filter(pl.col(CHANGED).list.len() > 0)
+    )
     stale = candidates.filter(~pl.col(IS_NEW))
     new = candidates.filter(pl.col(IS_NEW))
     still_orphaned = _align_keys(orphans, candidates, keys).join(
@@ -457,8 +472,10 @@ def _through_dep(
         for f, parents in reads.items()
         if parents
     ]
-    if not exprs or rows.height == 0:
+    if rows.height == 0:
         return None, False
+    if not exprs:  # no field reads this dependency: only its new samples matter (they join)
+        exprs = [pl.lit(None, dtype=pl.String)]
     upstream_name = {out: up for up, out in dep.carried}
     join_on = list(dep.join_on)
     if any(upstream_name.get(c) not in rows.columns for c in join_on):
@@ -466,19 +483,21 @@ def _through_dep(
     mapped = rows.select(
         *(pl.col(upstream_name[c]).alias(c) for c in join_on),
         pl.concat_list(exprs).list.drop_nulls().alias(CHANGED),
+        pl.col(IS_NEW).fill_null(False).alias(UPSTREAM_NEW),
     )
     followed = mapped.drop_nulls(join_on)
     lost = followed.height < mapped.height
     if followed.height == 0:
         return None, lost
     if set(join_on) == set(keys):
-        return followed.select(*keys, CHANGED), lost
+        return followed.select(*keys, CHANGED, UPSTREAM_NEW), lost
     # the dependency joins on other columns than this feature's keys (aggregation by a column that
     # is not the id): find the stored samples those values reach
     if not store.has_feature(cls):
         return None, lost
     reached = _lookup(store, cls, followed.select(join_on), join_on, [*keys, *join_on])
-    return reached.join(followed, on=join_on, how="inner", nulls_equal=True).select(*keys, CHANGED), lost
+    reached = reached.join(followed, on=join_on, how="inner", nulls_equal=True)
+    return reached.select(*keys, CHANGED, UPSTREAM_NEW), lost
 
 
 def _expected_by_every_dep(

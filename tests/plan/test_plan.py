@@ -250,3 +250,36 @@ def test_new_sample_of_an_optional_dep_alone_is_not_expected():
     for feature in (Main, Extra):
         store.write(feature, store.resolve_update(feature, samples=roots[feature]).to_process())
     assert store.resolve_update(Joined).counts() == vars(prediction[Joined].predicted)
+
+
+def test_new_sample_of_a_dep_no_field_reads_still_joins():
+    class Media(mx.BaseFeature, spec=mx.FeatureSpec(key="plan/media", id_columns=["id"], fields=["pixels"])):
+        id: str
+
+    class Consent(mx.BaseFeature, spec=mx.FeatureSpec(key="plan/consent", id_columns=["id"], fields=["ok"])):
+        id: str
+
+    class Thumb(
+        mx.BaseFeature,
+        spec=mx.FeatureSpec(
+            key="plan/thumb",
+            id_columns=["id"],
+            deps=[Media, Consent],
+            # reads the pixels only: consent decides which samples exist, not what they contain
+            fields=[mx.FieldSpec("image", deps=[mx.FieldDep(feature=Media, fields=["pixels"])])],
+        ),
+    ):
+        id: str
+
+    def ids(field: str, *values: str) -> pl.DataFrame:
+        return pl.DataFrame({"id": list(values), C.PROVENANCE_BY_FIELD: [{field: "x"}] * len(values)})
+
+    store = mx.InMemoryMetadataStore()
+    roots = {Media: ids("pixels", "a", "b"), Consent: ids("ok", "a")}
+    for feature in (Media, Consent, Thumb):
+        store.write(feature, store.resolve_update(feature, samples=roots.get(feature)).to_process())
+    roots = {Media: roots[Media], Consent: ids("ok", "a", "b")}  # consent for b arrives
+    prediction = mx.plan(store, samples=roots)
+    assert vars(prediction[Thumb].predicted) == {"new": 1, "stale": 0, "orphaned": 0}
+    store.write(Consent, store.resolve_update(Consent, samples=roots[Consent]).to_process())
+    assert store.resolve_update(Thumb).counts() == vars(prediction[Thumb].predicted)
