@@ -80,7 +80,7 @@ def test_both_lookup_paths_give_the_same_prediction(store, lookup, monkeypatch):
     if lookup == "scan":
         monkeypatch.setattr(planning, "MAX_LOOKUP_QUERIES", 0)
     else:
-        monkeypatch.setattr(planning, "MAX_LOOKUP_CHARS", 10)
+        monkeypatch.setattr(planning, "MAX_LOOKUP_CHARS", 40)
         monkeypatch.setattr(planning, "MAX_LOOKUP_QUERIES", 10_000)
     before = build()
     run_all(store, before, samples(12))
