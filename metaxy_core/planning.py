@@ -92,6 +92,8 @@ class Counts:
 
 @dataclass(frozen=True)
 class FeaturePlan:
+    """One feature's row of the plan."""
+
     key: str
     now: Counts
     """What ``resolve_update`` reports now."""
@@ -104,6 +106,7 @@ class FeaturePlan:
     estimated_seconds: float | None
     """Predicted new + stale samples x seconds per sample; ``None`` without records."""
     notes: tuple[str, ...] = ()
+    """Why a count may be off: a root without samples, changes that cannot be followed yet."""
     uncounted_from: tuple[str, ...] = ()
     """Upstream features with changed samples the prediction cannot follow to this feature: children
     of new parents of an expansion (they exist only once it has run), or new samples lacking the
