@@ -28,6 +28,8 @@ from metaxy_core.keys import FieldKey as FieldKey
 from metaxy_core.migrations import apply_migration as apply_migration
 from metaxy_core.migrations import generate_migration as generate_migration
 from metaxy_core.migrations import migration_status as migration_status
+from metaxy_core.planning import Plan as Plan
+from metaxy_core.planning import plan as plan
 from metaxy_core.render import render_diff as render_diff
 from metaxy_core.render import render_graph as render_graph
 from metaxy_core.snapshots import GraphSnapshot as GraphSnapshot

@@ -18,6 +18,7 @@ for what happens to the rows.
 """
 
 import inspect
+import time
 import typing
 import warnings
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
@@ -40,8 +41,9 @@ from metaxy_dagster.io_manager import (
 )
 from metaxy_dagster.metaxify import rewire_feature_deps, with_built_upstreams
 from metaxy_dagster.partitions import PartitionBy, check_partition_by, describe, partition_filters
+from metaxy_dagster.planning import plan_metadata, record_materialization, registered_providers, root_samples
 from metaxy_dagster.registry import MetaxyAssetInfo as MetaxyAssetInfo
-from metaxy_dagster.registry import bind, check_code_location, infos_of_asset
+from metaxy_dagster.registry import bind, check_code_location, code_location_assets, infos_of_asset
 from metaxy_dagster.resource import MetaxyStoreResource
 from metaxy_dagster.translator import MetaxyTranslator
 from metaxy_dagster.user_checks import requiring_check_results
@@ -288,6 +290,7 @@ def _build_asset(
     def materialize(
         context: dg.AssetExecutionContext, io: MetaxyIOManager, loaded: Mapping[str, Any]
     ) -> Iterator[Any]:
+        started = time.perf_counter()
         previous = previous_materialization_metadata(context.instance, asset_key)
         run_id = context.run_id
 
@@ -341,6 +344,7 @@ def _build_asset(
             f"orphaned={report.counts['orphaned']} written={report.written} "
             f"data_version={report.data_version.data_version}"
         )
+        record_materialization(context, io, feature, report, time.perf_counter() - started)
         meta = report.metadata(previous)
         if user_version is not None:
             meta["metaxy/user_data_version"] = dg.MetadataValue.text(user_version.value)
@@ -620,6 +624,8 @@ def build_metaxy_graph_asset(
     group_name: str | None = "metaxy",
     store_resource_key: str = DEFAULT_STORE_KEY,
     push: bool = True,
+    plan: bool = True,
+    samples: Mapping[type[BaseFeature], SamplesProvider] | None = None,
 ) -> dg.AssetsDefinition:
     """An asset showing the whole feature graph and its diff against the last pushed snapshot.
 
@@ -631,7 +637,13 @@ def build_metaxy_graph_asset(
     * ``metaxy/diff``: added / removed / changed features and fields as a markdown table;
     * ``metaxy/mermaid`` and ``metaxy/diff_mermaid``: mermaid sources in code blocks (the Dagster UI
       renders markdown tables but not mermaid: copy them to a mermaid viewer);
-    * ``metaxy/snapshot_version``, ``metaxy/previous_snapshot_version``, ``metaxy/pushed``.
+    * ``metaxy/snapshot_version``, ``metaxy/previous_snapshot_version``, ``metaxy/pushed``;
+    * with ``plan=True``: ``metaxy/plan``, what a full run would recompute per feature and its
+      estimated duration (see :func:`metaxy_core.plan`), as a markdown table, with
+      ``metaxy/plan_features_to_run``, ``metaxy/plan_samples_to_process`` and
+      ``metaxy/plan_estimated_seconds``. Root features take their samples from ``samples`` (feature ->
+      provider) or else from the providers given to the factories of the assets in the same code
+      location (or run).
 
     The asset's data version is the snapshot version.
     """
@@ -656,6 +668,16 @@ def build_metaxy_graph_asset(
             except SnapshotNotFoundError:
                 previous = None
             pushed = push_graph_snapshot(store, g).recorded if push else False
+        predicted = None
+        if plan:
+            from metaxy_core.planning import plan as make_plan
+
+            providers = registered_providers(code_location_assets(context)) | {
+                str(f.spec.key): p for f, p in (samples or {}).items()
+            }
+            given = root_samples(g, providers)
+            with resource.open() as store:
+                predicted = make_plan(store, graph=g, samples=given)
         baseline = previous or GraphSnapshot(
             snapshot_version="none", hash_length=current.hash_length, features=(), label="nothing pushed yet"
         )
@@ -672,6 +694,8 @@ def build_metaxy_graph_asset(
             "metaxy/mermaid": dg.MetadataValue.md(md.mermaid_block(render_mermaid(current))),
             "metaxy/diff_mermaid": dg.MetadataValue.md(md.mermaid_block(render_diff_mermaid(diff))),
         }
+        if predicted is not None:
+            meta.update(plan_metadata(predicted))
         context.log.info(
             f"graph {current.snapshot_version}: {len(diff.added)} added, {len(diff.changed)} changed, "
             f"{len(diff.removed)} removed since {baseline.snapshot_version}"

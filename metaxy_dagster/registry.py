@@ -103,29 +103,39 @@ def check_one_asset_per_feature(assets: Iterable[Any], where: str) -> None:
         )
 
 
-def check_code_location(context: Any, where: str) -> None:
-    """:func:`check_one_asset_per_feature` over the assets a run or sensor tick can see.
+def _code_location(context: Any) -> tuple[Any, Iterable[Any]]:
+    """The scope (repository or job) a run or sensor tick sees, and its assets.
 
     That is the whole code location when Dagster provides it (``dagster dev``, the daemon), else the
-    assets of the run's job (``dg.materialize``). Checked once per repository / job.
+    assets of the run's job (``dg.materialize``); no scope for a bare context.
     """
-    scope: Any = None
-    assets: Iterable[Any] = ()
     try:
         scope = context.repository_def
     except Exception:  # no repository behind an in-process materialize or a bare sensor context
         scope = None
     if scope is not None:
-        assets = scope.assets_defs_by_key.values()
-    else:
-        scope = getattr(context, "job_def", None)
-        if scope is None:
-            return
-        graph = scope.asset_layer.asset_graph
-        # A job run for a selection sees only the selected assets; the graph it was cut from has all
-        # of the definitions (private in Dagster, hence the fallback to the job's own assets).
-        assets = getattr(graph, "_source_asset_graph", graph).assets_defs
-    if _CHECKED.get(scope):
+        return scope, scope.assets_defs_by_key.values()
+    scope = getattr(context, "job_def", None)
+    if scope is None:
+        return None, ()
+    graph = scope.asset_layer.asset_graph
+    # A job run for a selection sees only the selected assets; the graph it was cut from has all
+    # of the definitions (private in Dagster, hence the fallback to the job's own assets).
+    return scope, getattr(graph, "_source_asset_graph", graph).assets_defs
+
+
+def code_location_assets(context: Any) -> list[Any]:
+    """The assets a run or sensor tick can see (see :func:`check_code_location`)."""
+    return list(_code_location(context)[1])
+
+
+def check_code_location(context: Any, where: str) -> None:
+    """:func:`check_one_asset_per_feature` over the assets a run or sensor tick can see.
+
+    Checked once per repository / job.
+    """
+    scope, assets = _code_location(context)
+    if scope is None or _CHECKED.get(scope):
         return
     check_one_asset_per_feature(assets, where)
     _CHECKED[scope] = True

@@ -9,7 +9,9 @@ On each tick the sensor
    ``resolve_update(lazy=True).counts()`` (the counting runs in the store's engine; nothing is
    materialised in Python) and computes the feature's aggregate data version;
 4. requests one run for exactly the assets with new or stale samples (``include_downstream=True``
-   adds everything downstream of them), tagged with the counts, or returns a ``SkipReason``.
+   adds everything downstream of them; ``include_downstream="predicted"`` adds only the features
+   :func:`metaxy_core.plan` predicts will recompute samples once their upstreams have run, and logs
+   that plan as a markdown table), tagged with the counts, or returns a ``SkipReason``.
 
 Run keys hash the stored state (each feature's aggregate data version, its counts, and the time of
 its latest materialization), so a state that comes back (samples A → B → A) gets a new key, while
@@ -22,11 +24,12 @@ launching the same no-op run on every tick.
 import hashlib
 import json
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, Literal
 
 import dagster as dg
 
 from metaxy_core.feature import BaseFeature
+from metaxy_core.keys import FeatureKey
 from metaxy_dagster.assets import DEFAULT_STORE_KEY
 from metaxy_dagster.data_versions import feature_data_version
 from metaxy_dagster.errors import MetaxyDefinitionError
@@ -109,7 +112,7 @@ def build_metaxy_sensor(
     translator: MetaxyTranslator | None = None,
     name: str = "metaxy_sensor",
     store_resource_key: str = DEFAULT_STORE_KEY,
-    include_downstream: bool = False,
+    include_downstream: bool | Literal["predicted"] = False,
     minimum_interval_seconds: int = 30,
     default_status: dg.DefaultSensorStatus = dg.DefaultSensorStatus.STOPPED,
     description: str | None = None,
@@ -123,6 +126,9 @@ def build_metaxy_sensor(
             Root features without a provider are not counted.
         include_downstream: also select every managed asset downstream of one that needs work, so one
             run propagates a change through the graph (otherwise each tick requests the next hop).
+            ``"predicted"``: instead, only the downstream assets predicted to recompute samples (a
+            feature reading only unaffected fields stays out); the plan is logged as a markdown table
+            and its total estimate is a run tag.
     """
     tr = translator or MetaxyTranslator()
     managed = _managed(assets, features, tr)
@@ -137,6 +143,11 @@ def build_metaxy_sensor(
     for feature, provider in (samples or {}).items():
         providers[str(feature.spec.key)] = provider
     keys = [k for _, k in managed]
+    if include_downstream not in (True, False, "predicted"):
+        raise MetaxyDefinitionError(
+            f"build_metaxy_sensor: include_downstream={include_downstream!r}; use False (only features with new or "
+            "stale samples now), True (and everything downstream) or 'predicted' (and what is predicted to rerun)."
+        )
 
     @dg.sensor(
         name=name,
@@ -180,13 +191,21 @@ def build_metaxy_sensor(
                     "data_version": feature_data_version(store, feature).data_version,
                     **counts[fkey],
                 }
+            predicted = None
+            if include_downstream == "predicted":
+                from metaxy_core.planning import plan as make_plan
+
+                predicted = make_plan(store, graph=managed[0][0].graph, samples=given)
 
         needs_work = {
             f.spec.key
             for f, _ in managed
             if sum(counts.get(str(f.spec.key), {}).get(k, 0) for k in ("new", "stale"))
         }
-        if include_downstream and needs_work:
+        if predicted is not None:
+            # features below new expansion parents may have work the plan cannot count yet: include them
+            needs_work.update(FeatureKey(k) for k in predicted.may_run)
+        elif include_downstream and needs_work:
             graph = managed[0][0].graph
             for key in list(needs_work):
                 needs_work.update(graph.downstream_of(key))
@@ -225,6 +244,10 @@ def build_metaxy_sensor(
             )
         for kind in ("new", "stale", "orphaned"):
             tags[f"metaxy/{kind}"] = str(sum(c[kind] for c in counts.values()))
+        if predicted is not None:
+            total = predicted.total_estimated_seconds
+            tags["metaxy/plan_estimated_seconds"] = "unknown" if total is None else f"{total:.1f}"
+            context.log.info(f"{name}: predicted work\n{predicted.to_markdown()}")
         context.log.info(f"{name}: requesting {[str(k) for _, k in selected]} ({summary})")
         return dg.SensorResult(
             run_requests=[

@@ -170,7 +170,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ``METAXY_DEBUG=1`` to get the traceback of unexpected errors instead.
     """
     # Register the commands (their modules attach themselves to the sub-apps).
-    from metaxy_core.cli import graph, listing, metadata, migrations  # noqa: F401
+    from metaxy_core.cli import graph, listing, metadata, migrations, plan  # noqa: F401
     from metaxy_core.errors import MetaxyError
 
     tokens = list(sys.argv[1:] if argv is None else argv)

@@ -637,6 +637,27 @@ class MetadataStore(abc.ABC):
         with self._session():
             self._append_system(name, frame)
 
+    def record_run(
+        self,
+        feature: FeatureRef,
+        *,
+        seconds: float,
+        samples: int,
+        materialization_id: str | None = None,
+    ) -> None:
+        """Record that recomputing ``samples`` samples of ``feature`` took ``seconds``.
+
+        ``samples`` counts in the units of the feature's increment (new + stale rows; parents for an
+        expansion feature). ``metaxy plan`` estimates what a rerun costs from these records.
+        """
+        from metaxy_core.runs import RUNS_TABLE, run_record
+
+        key = self.feature_class(feature).spec.key if isinstance(feature, type) else FeatureKey(feature)  # type: ignore[arg-type]
+        self.append_system(
+            RUNS_TABLE,
+            run_record(key, seconds=seconds, samples=samples, materialization_id=materialization_id),
+        )
+
     def read_system(self, name: str) -> pl.DataFrame | None:
         """All rows of the system table ``name`` as polars, or None when it does not exist yet."""
         with self._session(reading=True):

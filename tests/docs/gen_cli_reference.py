@@ -28,7 +28,7 @@ its name.
 
 def commands() -> list[tuple[str, ...]]:
     """Every command path, depth first: ``()``, ``("graph",)``, ``("graph", "push")``, ..."""
-    from metaxy_core.cli import graph, listing, metadata, migrations  # noqa: F401  (register commands)
+    from metaxy_core.cli import graph, listing, metadata, migrations, plan  # noqa: F401  (register commands)
     from metaxy_core.cli._app import app
 
     def walk(sub: object, path: tuple[str, ...]) -> Iterator[tuple[str, ...]]:
