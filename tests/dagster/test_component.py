@@ -346,3 +346,161 @@ def test_example_project_component_definitions_materialize(tmp_path: Path) -> No
     first, second = (json.loads(line) for line in proc.stdout.strip().splitlines()[-2:])
     assert first == {"video/raw": 3, "video/chunk": 13, "video/faces": 13, "video/stt": 3}
     assert set(second.values()) == {0}
+
+
+# -- partitions and step options -------------------------------------------------------------------
+PARTITIONED_FEATURES = """
+import datetime as dt
+import metaxy_core as mx
+
+class Doc(mx.BaseFeature, spec=mx.FeatureSpec(key="docs/raw", id_columns=["doc_id"], fields=["text"])):
+    doc_id: str
+    split: str
+    written_at: dt.datetime
+
+class BySplit(mx.BaseFeature, spec=mx.FeatureSpec(
+        key="docs/by_split", id_columns=["doc_id"], deps=[mx.FeatureDep(feature=Doc, columns=["split"])],
+        fields=["n"])):
+    doc_id: str
+    split: str
+
+class ByDay(mx.BaseFeature, spec=mx.FeatureSpec(
+        key="docs/by_day", id_columns=["doc_id"], deps=[mx.FeatureDep(feature=Doc, columns=["written_at"])],
+        fields=["n"])):
+    doc_id: str
+    written_at: dt.datetime
+"""
+
+PARTITIONED_BODIES = """
+import datetime as dt
+import polars as pl
+
+SEEN = []
+
+def list_docs():
+    return pl.DataFrame({
+        "doc_id": ["d1", "d2", "d3"], "split": ["train", "test", "train"],
+        "written_at": [dt.datetime(2024, 1, 1, 9), dt.datetime(2024, 1, 2, 9), dt.datetime(2024, 1, 2, 23)],
+        "metaxy_provenance_by_field": [{"text": "h1"}, {"text": "h2"}, {"text": "h3"}],
+    })
+
+def by_split(increment):
+    todo = increment.to_process()
+    SEEN.append(("by_split", sorted(todo["doc_id"].to_list())))
+    return todo.select("doc_id", "split")
+
+def by_day(increment):
+    todo = increment.to_process()
+    SEEN.append(("by_day", sorted(todo["doc_id"].to_list())))
+    return todo.select("doc_id", "written_at")
+
+compute = {"docs/by_split": by_split, "docs/by_day": by_day}
+samples = {"docs/raw": list_docs}
+"""
+
+
+@pytest.fixture
+def partitioned(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[str, Path]:
+    package = f"mxpart_{uuid.uuid4().hex[:8]}"
+    pkg = _project(tmp_path, package)
+    (pkg / "features.py").write_text(PARTITIONED_FEATURES)
+    (pkg / "bodies.py").write_text(PARTITIONED_BODIES)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    return package, pkg
+
+
+PARTITION_OPTIONS = {
+    "docs/by_*": {"retry_policy": {"max_retries": 2, "delay": 1}, "op_tags": {"team": "docs"}},
+    "docs/by_split": {"partitions": {"static": ["train", "test"]}, "partition_by": "split", "pool": "gpu"},
+    "docs/by_day": {"partitions": {"daily": {"start_date": "2024-01-01"}}, "partition_by": "written_at"},
+}
+
+
+def test_partitions_and_step_options_from_yaml(
+    partitioned: tuple[str, Path], instance: dg.DagsterInstance
+) -> None:
+    package, pkg = partitioned
+    component = mxd.MetaxyComponent.resolve_from_dict(
+        {
+            "config_file": str(pkg / "metaxy.toml"),
+            "compute": f"{package}.bodies",
+            "assets": PARTITION_OPTIONS,
+            "graph_asset": False,
+        }
+    )
+    defs = component_defs(component=component)
+    by_split = defs.resolve_assets_def(dg.AssetKey(["docs", "by_split"]))
+    assert by_split.partitions_def == dg.StaticPartitionsDefinition(["train", "test"])
+    assert isinstance(defs.resolve_assets_def(dg.AssetKey(["docs", "by_day"])).partitions_def, dg.DailyPartitionsDefinition)
+    op = by_split.node_def
+    assert isinstance(op, dg.OpDefinition)
+    assert (op.retry_policy, op.pool, op.tags["team"]) == (dg.RetryPolicy(max_retries=2, delay=1), "gpu", "docs")
+    # The sensor launches runs without a partition key: it manages the unpartitioned root only.
+    sensor = defs.resolve_sensor_def("metaxy_sensor")
+    assert {k.to_user_string() for k in sensor.asset_selection.resolve(defs.resolve_asset_graph())} == {"docs/raw"}
+
+    assets = list(defs.assets or [])
+
+    def run(key: str, partition: str | None = None) -> dict[str, Any]:
+        result = dg.materialize(
+            assets,
+            selection=[dg.AssetKey(key.split("/"))],
+            partition_key=partition,
+            instance=instance,
+            resources=defs.resources,
+        )
+        (event,) = result.get_asset_materialization_events()
+        return {k: getattr(v, "value", v) for k, v in event.materialization.metadata.items()}
+
+    assert run("docs/raw")["metaxy/written"] == 3
+    assert run("docs/by_split", "train")["metaxy/written"] == 2
+    assert run("docs/by_day", "2024-01-02")["metaxy/written"] == 2
+    assert run("docs/by_split", "train")["metaxy/written"] == 0  # done: the test docs are not its business
+    seen = importlib.import_module(f"{package}.bodies").SEEN
+    assert seen == [("by_split", ["d1", "d3"]), ("by_day", ["d2", "d3"])]
+    with mxd.MetaxyStoreResource(config_file=str(pkg / "metaxy.toml")).open() as store:
+        assert sorted(store.read("docs/by_split").to_polars()["doc_id"].to_list()) == ["d1", "d3"]
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (
+            {"docs/by_split": {"partition_by": "split"}},
+            r"assets\['docs/by_split'\]\.partition_by: 'docs/by_split' has no partitions; add partitions:",
+        ),
+        (
+            {"docs/by_split": {"partitions": {"static": ["a"], "dynamic": "d"}}},
+            r"assets\['docs/by_split'\]\.partitions: give exactly one of static, dynamic.*got \['static', 'dynamic'\]",
+        ),
+        (
+            {"docs/by_split": {"partitions": {"static": ["train"]}, "partition_by": "fold"}},
+            r"assets\['docs/by_split'\]\.partition_by: .*\['fold'\] are not columns of the feature",
+        ),
+        (
+            {"docs/by_day": {"partitions": {"daily": {"start_date": "Jan 1st"}}}},
+            r"assets\['docs/by_day'\]\.partitions: time data 'Jan 1st'",
+        ),
+        (
+            {"docs/by_day": {"partitions": {"daily": {"start_date": "2024-01-01"}}, "partition_by": "day"}},
+            r"assets\['docs/by_day'\]\.partition_by: 'day' is not a column of 'docs/by_day'",
+        ),
+        (
+            {"docs/by_split": {"partitions": {"multi": {"a": {"static": ["x"]}}}}},
+            r"partitions\.multi: Dagster multi-partitions have exactly two dimensions",
+        ),
+        (
+            {"docs/by_split": {"retry_policy": {"max_retries": -1}}},
+            r"assets\['docs/by_split'\]\.retry_policy: max_retries \(-1\)",
+        ),
+    ],
+)
+def test_bad_partition_options_are_named(
+    partitioned: tuple[str, Path], options: dict[str, Any], message: str
+) -> None:
+    package, pkg = partitioned
+    component = mxd.MetaxyComponent.resolve_from_dict(
+        {"config_file": str(pkg / "metaxy.toml"), "compute": f"{package}.bodies", "assets": options}
+    )
+    with pytest.raises(mxd.MetaxyDefinitionError, match=message):
+        component_defs(component=component)
