@@ -94,7 +94,9 @@ class RetryOptions(dg.Model):
     backoff: Literal["linear", "exponential"] | None = Field(
         default=None, description="How the delay grows from one retry to the next."
     )
-    jitter: Literal["full", "plus_minus"] | None = Field(default=None, description="Randomness added to the delay.")
+    jitter: Literal["full", "plus_minus"] | None = Field(
+        default=None, description="Randomness added to the delay."
+    )
 
     def build(self, where: str) -> dg.RetryPolicy:
         if self.max_retries < 0 or (self.delay is not None and self.delay < 0):
@@ -142,7 +144,9 @@ class MetaxyAssetOptions(dg.Resolvable, dg.Model):
     )
     retry_policy: RetryOptions | None = Field(default=None, description="Retries of the asset's step.")
     pool: str | None = Field(default=None, description="The concurrency pool of the asset's step.")
-    op_tags: dict[str, Any] = Field(default_factory=dict, description="Added to the tags of the asset's step.")
+    op_tags: dict[str, Any] = Field(
+        default_factory=dict, description="Added to the tags of the asset's step."
+    )
 
     def apply(self, spec: dg.AssetSpec) -> dg.AssetSpec:
         """``spec`` with these options: the merge rule of ``metaxy_asset``'s ``dg.asset`` options."""

@@ -50,7 +50,9 @@ class DimensionOptions(dg.Model):
     model_config = ConfigDict(extra="forbid")
 
     static: list[str] | None = Field(default=None, description="The partition keys.")
-    dynamic: str | None = Field(default=None, description="Name of the dynamic partitions (added at run time).")
+    dynamic: str | None = Field(
+        default=None, description="Name of the dynamic partitions (added at run time)."
+    )
     hourly: TimeWindowOptions | None = None
     daily: TimeWindowOptions | None = None
     weekly: TimeWindowOptions | None = None
@@ -78,15 +80,6 @@ class DimensionOptions(dg.Model):
                 return dg.StaticPartitionsDefinition(list(self.static))
             if kind == "dynamic":
                 return dg.DynamicPartitionsDefinition(name=self.dynamic)
-            if kind == "multi":
-                multi: dict[str, DimensionOptions] = getattr(self, "multi")
-                if len(multi) != 2:
-                    raise MetaxyDefinitionError(
-                        f"{where}.multi: Dagster multi-partitions have exactly two dimensions, got {sorted(multi)}."
-                    )
-                return dg.MultiPartitionsDefinition(
-                    {dim: sub.build(f"{where}.multi.{dim}") for dim, sub in multi.items()}
-                )
             window: TimeWindowOptions = getattr(self, kind)
             extra = {k: v for k, v in (("timezone", window.timezone), ("fmt", window.fmt)) if v}
             return _WINDOWS[kind](start_date=window.start_date, end_date=window.end_date, **extra)
@@ -103,6 +96,18 @@ class PartitionsOptions(DimensionOptions):
     multi: dict[str, DimensionOptions] | None = Field(
         default=None, description="Dimension name -> its partitions (two dimensions)."
     )
+
+    def build(self, where: str) -> dg.PartitionsDefinition:
+        if self.kind(where) != "multi":
+            return super().build(where)
+        assert self.multi is not None
+        if len(self.multi) != 2:
+            raise MetaxyDefinitionError(
+                f"{where}.multi: Dagster multi-partitions have exactly two dimensions, got {sorted(self.multi)}."
+            )
+        return dg.MultiPartitionsDefinition(
+            {dim: sub.build(f"{where}.multi.{dim}") for dim, sub in self.multi.items()}
+        )
 
 
 def resolve_partition_by(

@@ -304,15 +304,25 @@ def test_example_project_defs_folder_with_dg(tmp_path: Path) -> None:
     assert checked.returncode == 0, checked.stdout + checked.stderr
     listed = json.loads(_dg(["list", "defs", "--json"], REPO, env).stdout)
     assets = {a["asset_key"]: a for a in listed["assets"]}
-    assert set(assets) == {"video/raw", "video/chunk", "video/faces", "video/stt", "metaxy/graph"}
+    assert set(assets) == {
+        "video/raw",
+        "video/chunk",
+        "video/faces",
+        "video/stt",
+        "video/embedding",
+        "metaxy/graph",
+    }
     assert assets["video/faces"]["owners"] == [{"team": "media"}]  # dg prints team owners as objects
     assert {"key": "model", "value": "tiny-faces"} in assets["video/faces"]["tags"]
     assert assets["video/chunk"]["dependency_keys"] == ["video/raw"]
+    assert assets["video/embedding"]["dependency_keys"] == ["video/raw"]
+    assert assets["video/embedding"]["owners"] == [{"team": "media"}]
 
 
 @pytest.mark.slow
 def test_example_project_component_definitions_materialize(tmp_path: Path) -> None:
-    """The defs/ variant of the example project runs the pipeline like definitions.py does."""
+    """The defs/ variant of the example project runs the pipeline like definitions.py does: the
+    unpartitioned assets in one run, then video/embedding one split at a time."""
     script = textwrap.dedent(
         """
         import json
@@ -320,14 +330,19 @@ def test_example_project_component_definitions_materialize(tmp_path: Path) -> No
         from example_project.component_definitions import defs
 
         job = defs.resolve_implicit_global_asset_job_def()
+        graph = defs.resolve_asset_graph()
+        embedding = dg.AssetKey(["video", "embedding"])
+        rest = [k for k in graph.materializable_asset_keys if k != embedding]
         with dg.instance_for_test() as instance:
             for _ in range(2):
-                result = job.execute_in_process(instance=instance)
-                print(json.dumps({
-                    e.asset_key.to_user_string(): e.materialization.metadata["metaxy/written"].value
-                    for e in result.get_asset_materialization_events()
-                    if "metaxy/written" in e.materialization.metadata
-                }))
+                written = {}
+                for keys, partition in [(rest, None), ([embedding], "test"), ([embedding], "train")]:
+                    result = job.execute_in_process(instance=instance, asset_selection=keys, partition_key=partition)
+                    for e in result.get_asset_materialization_events():
+                        if "metaxy/written" in e.materialization.metadata:
+                            name = e.asset_key.to_user_string() + (f"[{partition}]" if partition else "")
+                            written[name] = e.materialization.metadata["metaxy/written"].value
+                print(json.dumps(written))
         """
     )
     env = _env(tmp_path)
@@ -344,7 +359,14 @@ def test_example_project_component_definitions_materialize(tmp_path: Path) -> No
     )
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
     first, second = (json.loads(line) for line in proc.stdout.strip().splitlines()[-2:])
-    assert first == {"video/raw": 3, "video/chunk": 13, "video/faces": 13, "video/stt": 3}
+    assert first == {
+        "video/raw": 3,
+        "video/chunk": 13,
+        "video/faces": 13,
+        "video/stt": 3,
+        "video/embedding[test]": 1,  # each split's run writes only its own videos
+        "video/embedding[train]": 2,
+    }
     assert set(second.values()) == {0}
 
 
@@ -431,13 +453,21 @@ def test_partitions_and_step_options_from_yaml(
     defs = component_defs(component=component)
     by_split = defs.resolve_assets_def(dg.AssetKey(["docs", "by_split"]))
     assert by_split.partitions_def == dg.StaticPartitionsDefinition(["train", "test"])
-    assert isinstance(defs.resolve_assets_def(dg.AssetKey(["docs", "by_day"])).partitions_def, dg.DailyPartitionsDefinition)
+    assert isinstance(
+        defs.resolve_assets_def(dg.AssetKey(["docs", "by_day"])).partitions_def, dg.DailyPartitionsDefinition
+    )
     op = by_split.node_def
     assert isinstance(op, dg.OpDefinition)
-    assert (op.retry_policy, op.pool, op.tags["team"]) == (dg.RetryPolicy(max_retries=2, delay=1), "gpu", "docs")
+    assert (op.retry_policy, op.pool, op.tags["team"]) == (
+        dg.RetryPolicy(max_retries=2, delay=1),
+        "gpu",
+        "docs",
+    )
     # The sensor launches runs without a partition key: it manages the unpartitioned root only.
     sensor = defs.resolve_sensor_def("metaxy_sensor")
-    assert {k.to_user_string() for k in sensor.asset_selection.resolve(defs.resolve_asset_graph())} == {"docs/raw"}
+    assert {k.to_user_string() for k in sensor.asset_selection.resolve(defs.resolve_asset_graph())} == {
+        "docs/raw"
+    }
 
     assets = list(defs.assets or [])
 
@@ -504,3 +534,39 @@ def test_bad_partition_options_are_named(
     )
     with pytest.raises(mxd.MetaxyDefinitionError, match=message):
         component_defs(component=component)
+
+
+def test_multi_partitions_map_each_dimension_to_a_column(
+    partitioned: tuple[str, Path], instance: dg.DagsterInstance
+) -> None:
+    package, pkg = partitioned
+    multi = {"multi": {"split": {"static": ["train", "test"]}, "doc": {"dynamic": "docs"}}}
+    component = mxd.MetaxyComponent.resolve_from_dict(
+        {
+            "config_file": str(pkg / "metaxy.toml"),
+            "compute": f"{package}.bodies",
+            "assets": {
+                "docs/by_split": {"partitions": multi, "partition_by": {"split": "split", "doc": "doc_id"}}
+            },
+            "select": ["docs/raw", "docs/by_split"],
+            "graph_asset": False,
+        }
+    )
+    defs = component_defs(component=component)
+    partitions_def = defs.resolve_assets_def(dg.AssetKey(["docs", "by_split"])).partitions_def
+    assert isinstance(partitions_def, dg.MultiPartitionsDefinition)
+    assert {d.name for d in partitions_def.partitions_defs} == {"split", "doc"}
+    instance.add_dynamic_partitions("docs", ["d1", "d2"])
+    assets = list(defs.assets or [])
+    dg.materialize(
+        assets, selection=[dg.AssetKey(["docs", "raw"])], instance=instance, resources=defs.resources
+    )
+    result = dg.materialize(
+        assets,
+        selection=[dg.AssetKey(["docs", "by_split"])],
+        partition_key=dg.MultiPartitionKey({"split": "train", "doc": "d1"}),
+        instance=instance,
+        resources=defs.resources,
+    )
+    assert importlib.import_module(f"{package}.bodies").SEEN == [("by_split", ["d1"])]
+    assert result.success
