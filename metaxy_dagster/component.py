@@ -311,12 +311,14 @@ class MetaxyComponent(dg.Component, dg.Resolvable, dg.Model):
             )
         assets = [self._with_options(a) for a in built]
         store, io_manager = _resources(None if config_path is None else str(config_path), self.store)
+        # The sensor's runs have no partition key, so it leaves partitioned assets to backfills (and is
+        # not built when every asset is partitioned or observed: it would have nothing to launch).
+        unpartitioned = [a for a in assets if isinstance(a, dg.AssetsDefinition) and a.partitions_def is None]
         sensors = []
-        if self.sensor:
+        if self.sensor and unpartitioned:
             sensors.append(
                 build_metaxy_sensor(
-                    # Its runs have no partition key, so it leaves partitioned assets to backfills.
-                    [a for a in assets if not (isinstance(a, dg.AssetsDefinition) and a.partitions_def)],
+                    unpartitioned,
                     translator=translator,
                     name=self.sensor_name,
                     minimum_interval_seconds=self.sensor_interval_seconds,

@@ -570,3 +570,17 @@ def test_multi_partitions_map_each_dimension_to_a_column(
     )
     assert importlib.import_module(f"{package}.bodies").SEEN == [("by_split", ["d1"])]
     assert result.success
+
+    # Every selected feature partitioned: the sensor would have nothing to launch, so there is none.
+    only = mxd.MetaxyComponent.resolve_from_dict(
+        {
+            "config_file": str(pkg / "metaxy.toml"),
+            "compute": f"{package}.bodies",
+            "assets": {
+                "docs/by_split": {"partitions": {"static": ["train", "test"]}, "partition_by": "split"}
+            },
+            "select": ["docs/by_split"],
+            "graph_asset": False,
+        }
+    )
+    assert not list(component_defs(component=only).sensors or [])
