@@ -13,7 +13,7 @@ import polars as pl
 
 import metaxy_dagster as mxd
 from example_project import media
-from example_project.features import FaceRecognition, SpeechToText, Video, VideoChunk
+from example_project.features import FaceRecognition, SpeechToText, Video, VideoChunk, VideoEmbedding
 
 
 def raw_videos(context: dg.AssetExecutionContext, increment: mxd.MetaxyIncrement) -> pl.DataFrame:
@@ -65,7 +65,13 @@ def embeddings(context: dg.AssetExecutionContext, increment: mxd.MetaxyIncrement
     )
 
 
-compute = {Video: raw_videos, VideoChunk: video_chunks, FaceRecognition: faces, SpeechToText: transcripts}
+compute = {
+    Video: raw_videos,
+    VideoChunk: video_chunks,
+    FaceRecognition: faces,
+    SpeechToText: transcripts,
+    VideoEmbedding: embeddings,
+}
 """Feature -> body, for the ``defs/`` variant's component."""
 samples = {Video: media.list_videos}
 """Root feature -> samples provider (the videos on disk, with content hashes per track)."""

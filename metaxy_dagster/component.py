@@ -14,6 +14,10 @@ checks and the graph asset are built::
         "video/faces":
           owners: ["team:vision"]
           automation_condition: "{{ automation_condition.eager() }}"
+        "video/embedding":
+          partitions: {static: [train, test]}
+          partition_by: split                # the column whose value is the partition key
+          retry_policy: {max_retries: 2, delay: 10}
       sensor: true
       checks: true
 
@@ -32,9 +36,11 @@ from pydantic import BaseModel, ConfigDict, Field
 import metaxy_core as mx
 from metaxy_core.feature import BaseFeature
 from metaxy_core.graph import FeatureGraph
-from metaxy_dagster.assets import build_metaxy_assets, build_metaxy_graph_asset
+from metaxy_dagster.assets import build_metaxy_assets, build_metaxy_graph_asset, metaxy_asset
 from metaxy_dagster.errors import MetaxyDefinitionError
 from metaxy_dagster.io_manager import MetaxyIOManager
+from metaxy_dagster.partition_options import PartitionsOptions, resolve_partition_by
+from metaxy_dagster.partitions import PartitionBy
 from metaxy_dagster.resource import MetaxyStoreResource
 from metaxy_dagster.sensors import build_metaxy_sensor
 from metaxy_dagster.translator import FEATURE_METADATA_KEY, MetaxyTranslator, MetaxyTranslatorSettings
@@ -64,6 +70,11 @@ attributes:
   #     owners: ["team:vision"]
   #     tags: {{tier: gold}}
   #     automation_condition: "{{{{ automation_condition.eager() }}}}"
+  #   "video/embedding":
+  #     partitions: {{static: [train, test]}}   # or {{dynamic: name}}, {{daily: {{start_date: "2024-01-01"}}}}
+  #     partition_by: split                   # the column holding the partition key
+  #     retry_policy: {{max_retries: 2, delay: 10}}
+  #     pool: gpu
 
   # The built-in asset checks, the sensor that launches runs for new or stale samples, and the
   # asset that shows the feature graph.
@@ -71,6 +82,33 @@ attributes:
   sensor: true
   graph_asset: true
 """
+
+
+class RetryOptions(dg.Model):
+    """How often and after what delay a failed step is retried."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_retries: int = Field(default=1, description="Retries after the first failure.")
+    delay: float | None = Field(default=None, description="Seconds before a retry.")
+    backoff: Literal["linear", "exponential"] | None = Field(
+        default=None, description="How the delay grows from one retry to the next."
+    )
+    jitter: Literal["full", "plus_minus"] | None = Field(
+        default=None, description="Randomness added to the delay."
+    )
+
+    def build(self, where: str) -> dg.RetryPolicy:
+        if self.max_retries < 0 or (self.delay is not None and self.delay < 0):
+            raise MetaxyDefinitionError(
+                f"{where}: max_retries ({self.max_retries}) and delay ({self.delay}) cannot be negative."
+            )
+        return dg.RetryPolicy(
+            max_retries=self.max_retries,
+            delay=self.delay,
+            backoff=None if self.backoff is None else dg.Backoff(self.backoff.upper()),
+            jitter=None if self.jitter is None else dg.Jitter(self.jitter.upper()),
+        )
 
 
 class MetaxyAssetOptions(dg.Resolvable, dg.Model):
@@ -93,6 +131,22 @@ class MetaxyAssetOptions(dg.Resolvable, dg.Model):
             description='A template such as "{{ automation_condition.eager() }}".',
         ),
     ] = None
+
+    partitions: PartitionsOptions | None = Field(
+        default=None,
+        description="The asset's partitions: {static: [keys]}, {dynamic: name}, {daily: {start_date: ...}} "
+        "(also hourly, weekly, monthly) or {multi: {dimension: partitions, ...}}.",
+    )
+    partition_by: str | dict[str, str] | None = Field(
+        default=None,
+        description="The column holding the partition key (a timestamp column for time windows), or "
+        "{dimension: column} for multi-partitions; a partition run then sees only its samples.",
+    )
+    retry_policy: RetryOptions | None = Field(default=None, description="Retries of the asset's step.")
+    pool: str | None = Field(default=None, description="The concurrency pool of the asset's step.")
+    op_tags: dict[str, Any] = Field(
+        default_factory=dict, description="Added to the tags of the asset's step."
+    )
 
     def apply(self, spec: dg.AssetSpec) -> dg.AssetSpec:
         """``spec`` with these options: the merge rule of ``metaxy_asset``'s ``dg.asset`` options."""
@@ -228,21 +282,43 @@ class MetaxyComponent(dg.Component, dg.Resolvable, dg.Model):
                 else None,
             )
         )
-        built = build_metaxy_assets(
-            features,
-            compute=compute,
-            samples=samples,
+        steps = {f: self._step_options(f, where) for f in features if f not in observe}
+        # build_metaxy_assets takes no partition_by, so those features are built one by one (their deps
+        # still connect: the component's translator gives every asset its key).
+        by_partition = [f for f in features if steps.get(f, ({}, None))[1] is not None]
+        rest = [f for f in features if f not in by_partition]
+        built: list[dg.AssetsDefinition | dg.SourceAsset] = build_metaxy_assets(
+            rest,
+            compute={f: b for f, b in compute.items() if f in rest},
+            samples={f: s for f, s in samples.items() if f in rest},
             observe=observe,
+            options={f: steps[f][0] for f in rest if f in steps and steps[f][0]},
             translator=translator,
             checks=self.checks,
         )
+        for feature in by_partition:
+            options, partition_by = steps[feature]
+            body: Any = compute.get(feature)  # None: a root written from its samples provider
+            built.append(
+                metaxy_asset(
+                    feature,
+                    samples=samples.get(feature),
+                    translator=translator,
+                    checks=self.checks,
+                    partition_by=partition_by,
+                    **options,
+                )(body)
+            )
         assets = [self._with_options(a) for a in built]
         store, io_manager = _resources(None if config_path is None else str(config_path), self.store)
+        # The sensor's runs have no partition key, so it leaves partitioned assets to backfills (and is
+        # not built when every asset is partitioned or observed: it would have nothing to launch).
+        unpartitioned = [a for a in assets if isinstance(a, dg.AssetsDefinition) and a.partitions_def is None]
         sensors = []
-        if self.sensor:
+        if self.sensor and unpartitioned:
             sensors.append(
                 build_metaxy_sensor(
-                    assets,
+                    unpartitioned,
                     translator=translator,
                     name=self.sensor_name,
                     minimum_interval_seconds=self.sensor_interval_seconds,
@@ -346,6 +422,45 @@ class MetaxyComponent(dg.Component, dg.Resolvable, dg.Model):
         elif self.samples:
             samples.update(_feature_mapping(_load_each(self.samples, "samples"), by_key, "samples"))
         return compute, samples
+
+    def _step_options(
+        self, feature: type[BaseFeature], where: str
+    ) -> tuple[dict[str, Any], PartitionBy | None]:
+        """The ``dg.asset`` step options and ``partition_by`` of ``feature`` (later matching entries win)."""
+        key = str(feature.spec.key)
+        options: dict[str, Any] = {}
+        partitions: tuple[str, PartitionsOptions] | None = None
+        partition_by: tuple[str, str | dict[str, str]] | None = None
+        op_tags: dict[str, Any] = {}
+        for pattern, entry in self.assets.items():
+            if not fnmatch.fnmatchcase(key, pattern):
+                continue
+            at = f"{where}: assets['{pattern}']"
+            if entry.partitions is not None:
+                partitions = (at, entry.partitions)
+            if entry.partition_by is not None:
+                partition_by = (at, entry.partition_by)
+            if entry.retry_policy is not None:
+                options["retry_policy"] = entry.retry_policy.build(f"{at}.retry_policy")
+            if entry.pool is not None:
+                options["pool"] = entry.pool
+            op_tags.update(entry.op_tags)
+        if op_tags:
+            options["op_tags"] = op_tags
+        if partitions is None:
+            if partition_by is not None:
+                raise MetaxyDefinitionError(
+                    f"{partition_by[0]}.partition_by: '{key}' has no partitions; add partitions: (e.g. "
+                    "{static: [train, test]}) or drop partition_by."
+                )
+            return options, None
+        partitions_def = partitions[1].build(f"{partitions[0]}.partitions")
+        options["partitions_def"] = partitions_def
+        if partition_by is None:
+            return options, None
+        return options, resolve_partition_by(
+            feature, partitions_def, partition_by[1], f"{partition_by[0]}.partition_by"
+        )
 
     def _with_options(self, asset: dg.AssetsDefinition | dg.SourceAsset) -> Any:
         if not self.assets or not isinstance(asset, dg.AssetsDefinition):

@@ -304,15 +304,25 @@ def test_example_project_defs_folder_with_dg(tmp_path: Path) -> None:
     assert checked.returncode == 0, checked.stdout + checked.stderr
     listed = json.loads(_dg(["list", "defs", "--json"], REPO, env).stdout)
     assets = {a["asset_key"]: a for a in listed["assets"]}
-    assert set(assets) == {"video/raw", "video/chunk", "video/faces", "video/stt", "metaxy/graph"}
+    assert set(assets) == {
+        "video/raw",
+        "video/chunk",
+        "video/faces",
+        "video/stt",
+        "video/embedding",
+        "metaxy/graph",
+    }
     assert assets["video/faces"]["owners"] == [{"team": "media"}]  # dg prints team owners as objects
     assert {"key": "model", "value": "tiny-faces"} in assets["video/faces"]["tags"]
     assert assets["video/chunk"]["dependency_keys"] == ["video/raw"]
+    assert assets["video/embedding"]["dependency_keys"] == ["video/raw"]
+    assert assets["video/embedding"]["owners"] == [{"team": "media"}]
 
 
 @pytest.mark.slow
 def test_example_project_component_definitions_materialize(tmp_path: Path) -> None:
-    """The defs/ variant of the example project runs the pipeline like definitions.py does."""
+    """The defs/ variant of the example project runs the pipeline like definitions.py does: the
+    unpartitioned assets in one run, then video/embedding one split at a time."""
     script = textwrap.dedent(
         """
         import json
@@ -320,14 +330,19 @@ def test_example_project_component_definitions_materialize(tmp_path: Path) -> No
         from example_project.component_definitions import defs
 
         job = defs.resolve_implicit_global_asset_job_def()
+        graph = defs.resolve_asset_graph()
+        embedding = dg.AssetKey(["video", "embedding"])
+        rest = [k for k in graph.materializable_asset_keys if k != embedding]
         with dg.instance_for_test() as instance:
             for _ in range(2):
-                result = job.execute_in_process(instance=instance)
-                print(json.dumps({
-                    e.asset_key.to_user_string(): e.materialization.metadata["metaxy/written"].value
-                    for e in result.get_asset_materialization_events()
-                    if "metaxy/written" in e.materialization.metadata
-                }))
+                written = {}
+                for keys, partition in [(rest, None), ([embedding], "test"), ([embedding], "train")]:
+                    result = job.execute_in_process(instance=instance, asset_selection=keys, partition_key=partition)
+                    for e in result.get_asset_materialization_events():
+                        if "metaxy/written" in e.materialization.metadata:
+                            name = e.asset_key.to_user_string() + (f"[{partition}]" if partition else "")
+                            written[name] = e.materialization.metadata["metaxy/written"].value
+                print(json.dumps(written))
         """
     )
     env = _env(tmp_path)
@@ -344,5 +359,228 @@ def test_example_project_component_definitions_materialize(tmp_path: Path) -> No
     )
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
     first, second = (json.loads(line) for line in proc.stdout.strip().splitlines()[-2:])
-    assert first == {"video/raw": 3, "video/chunk": 13, "video/faces": 13, "video/stt": 3}
+    assert first == {
+        "video/raw": 3,
+        "video/chunk": 13,
+        "video/faces": 13,
+        "video/stt": 3,
+        "video/embedding[test]": 1,  # each split's run writes only its own videos
+        "video/embedding[train]": 2,
+    }
     assert set(second.values()) == {0}
+
+
+# -- partitions and step options -------------------------------------------------------------------
+PARTITIONED_FEATURES = """
+import datetime as dt
+import metaxy_core as mx
+
+class Doc(mx.BaseFeature, spec=mx.FeatureSpec(key="docs/raw", id_columns=["doc_id"], fields=["text"])):
+    doc_id: str
+    split: str
+    written_at: dt.datetime
+
+class BySplit(mx.BaseFeature, spec=mx.FeatureSpec(
+        key="docs/by_split", id_columns=["doc_id"], deps=[mx.FeatureDep(feature=Doc, columns=["split"])],
+        fields=["n"])):
+    doc_id: str
+    split: str
+
+class ByDay(mx.BaseFeature, spec=mx.FeatureSpec(
+        key="docs/by_day", id_columns=["doc_id"], deps=[mx.FeatureDep(feature=Doc, columns=["written_at"])],
+        fields=["n"])):
+    doc_id: str
+    written_at: dt.datetime
+"""
+
+PARTITIONED_BODIES = """
+import datetime as dt
+import polars as pl
+
+SEEN = []
+
+def list_docs():
+    return pl.DataFrame({
+        "doc_id": ["d1", "d2", "d3"], "split": ["train", "test", "train"],
+        "written_at": [dt.datetime(2024, 1, 1, 9), dt.datetime(2024, 1, 2, 9), dt.datetime(2024, 1, 2, 23)],
+        "metaxy_provenance_by_field": [{"text": "h1"}, {"text": "h2"}, {"text": "h3"}],
+    })
+
+def by_split(increment):
+    todo = increment.to_process()
+    SEEN.append(("by_split", sorted(todo["doc_id"].to_list())))
+    return todo.select("doc_id", "split")
+
+def by_day(increment):
+    todo = increment.to_process()
+    SEEN.append(("by_day", sorted(todo["doc_id"].to_list())))
+    return todo.select("doc_id", "written_at")
+
+compute = {"docs/by_split": by_split, "docs/by_day": by_day}
+samples = {"docs/raw": list_docs}
+"""
+
+
+@pytest.fixture
+def partitioned(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[str, Path]:
+    package = f"mxpart_{uuid.uuid4().hex[:8]}"
+    pkg = _project(tmp_path, package)
+    (pkg / "features.py").write_text(PARTITIONED_FEATURES)
+    (pkg / "bodies.py").write_text(PARTITIONED_BODIES)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    return package, pkg
+
+
+PARTITION_OPTIONS = {
+    "docs/by_*": {"retry_policy": {"max_retries": 2, "delay": 1}, "op_tags": {"team": "docs"}},
+    "docs/by_split": {"partitions": {"static": ["train", "test"]}, "partition_by": "split", "pool": "gpu"},
+    "docs/by_day": {"partitions": {"daily": {"start_date": "2024-01-01"}}, "partition_by": "written_at"},
+}
+
+
+def test_partitions_and_step_options_from_yaml(
+    partitioned: tuple[str, Path], instance: dg.DagsterInstance
+) -> None:
+    package, pkg = partitioned
+    component = mxd.MetaxyComponent.resolve_from_dict(
+        {
+            "config_file": str(pkg / "metaxy.toml"),
+            "compute": f"{package}.bodies",
+            "assets": PARTITION_OPTIONS,
+            "graph_asset": False,
+        }
+    )
+    defs = component_defs(component=component)
+    by_split = defs.resolve_assets_def(dg.AssetKey(["docs", "by_split"]))
+    assert by_split.partitions_def == dg.StaticPartitionsDefinition(["train", "test"])
+    assert isinstance(
+        defs.resolve_assets_def(dg.AssetKey(["docs", "by_day"])).partitions_def, dg.DailyPartitionsDefinition
+    )
+    op = by_split.node_def
+    assert isinstance(op, dg.OpDefinition)
+    assert (op.retry_policy, op.pool, op.tags["team"]) == (
+        dg.RetryPolicy(max_retries=2, delay=1),
+        "gpu",
+        "docs",
+    )
+    # The sensor launches runs without a partition key: it manages the unpartitioned root only.
+    sensor = defs.resolve_sensor_def("metaxy_sensor")
+    assert {k.to_user_string() for k in sensor.asset_selection.resolve(defs.resolve_asset_graph())} == {
+        "docs/raw"
+    }
+
+    assets = list(defs.assets or [])
+
+    def run(key: str, partition: str | None = None) -> dict[str, Any]:
+        result = dg.materialize(
+            assets,
+            selection=[dg.AssetKey(key.split("/"))],
+            partition_key=partition,
+            instance=instance,
+            resources=defs.resources,
+        )
+        (event,) = result.get_asset_materialization_events()
+        return {k: getattr(v, "value", v) for k, v in event.materialization.metadata.items()}
+
+    assert run("docs/raw")["metaxy/written"] == 3
+    assert run("docs/by_split", "train")["metaxy/written"] == 2
+    assert run("docs/by_day", "2024-01-02")["metaxy/written"] == 2
+    assert run("docs/by_split", "train")["metaxy/written"] == 0  # done: the test docs are not its business
+    seen = importlib.import_module(f"{package}.bodies").SEEN
+    assert seen == [("by_split", ["d1", "d3"]), ("by_day", ["d2", "d3"])]
+    with mxd.MetaxyStoreResource(config_file=str(pkg / "metaxy.toml")).open() as store:
+        assert sorted(store.read("docs/by_split").to_polars()["doc_id"].to_list()) == ["d1", "d3"]
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (
+            {"docs/by_split": {"partition_by": "split"}},
+            r"assets\['docs/by_split'\]\.partition_by: 'docs/by_split' has no partitions; add partitions:",
+        ),
+        (
+            {"docs/by_split": {"partitions": {"static": ["a"], "dynamic": "d"}}},
+            r"assets\['docs/by_split'\]\.partitions: give exactly one of static, dynamic.*got \['static', 'dynamic'\]",
+        ),
+        (
+            {"docs/by_split": {"partitions": {"static": ["train"]}, "partition_by": "fold"}},
+            r"assets\['docs/by_split'\]\.partition_by: .*\['fold'\] are not columns of the feature",
+        ),
+        (
+            {"docs/by_day": {"partitions": {"daily": {"start_date": "Jan 1st"}}}},
+            r"assets\['docs/by_day'\]\.partitions: time data 'Jan 1st'",
+        ),
+        (
+            {"docs/by_day": {"partitions": {"daily": {"start_date": "2024-01-01"}}, "partition_by": "day"}},
+            r"assets\['docs/by_day'\]\.partition_by: 'day' is not a column of 'docs/by_day'",
+        ),
+        (
+            {"docs/by_split": {"partitions": {"multi": {"a": {"static": ["x"]}}}}},
+            r"partitions\.multi: Dagster multi-partitions have exactly two dimensions",
+        ),
+        (
+            {"docs/by_split": {"retry_policy": {"max_retries": -1}}},
+            r"assets\['docs/by_split'\]\.retry_policy: max_retries \(-1\)",
+        ),
+    ],
+)
+def test_bad_partition_options_are_named(
+    partitioned: tuple[str, Path], options: dict[str, Any], message: str
+) -> None:
+    package, pkg = partitioned
+    component = mxd.MetaxyComponent.resolve_from_dict(
+        {"config_file": str(pkg / "metaxy.toml"), "compute": f"{package}.bodies", "assets": options}
+    )
+    with pytest.raises(mxd.MetaxyDefinitionError, match=message):
+        component_defs(component=component)
+
+
+def test_multi_partitions_map_each_dimension_to_a_column(
+    partitioned: tuple[str, Path], instance: dg.DagsterInstance
+) -> None:
+    package, pkg = partitioned
+    multi = {"multi": {"split": {"static": ["train", "test"]}, "doc": {"dynamic": "docs"}}}
+    component = mxd.MetaxyComponent.resolve_from_dict(
+        {
+            "config_file": str(pkg / "metaxy.toml"),
+            "compute": f"{package}.bodies",
+            "assets": {
+                "docs/by_split": {"partitions": multi, "partition_by": {"split": "split", "doc": "doc_id"}}
+            },
+            "select": ["docs/raw", "docs/by_split"],
+            "graph_asset": False,
+        }
+    )
+    defs = component_defs(component=component)
+    partitions_def = defs.resolve_assets_def(dg.AssetKey(["docs", "by_split"])).partitions_def
+    assert isinstance(partitions_def, dg.MultiPartitionsDefinition)
+    assert {d.name for d in partitions_def.partitions_defs} == {"split", "doc"}
+    instance.add_dynamic_partitions("docs", ["d1", "d2"])
+    assets = list(defs.assets or [])
+    dg.materialize(
+        assets, selection=[dg.AssetKey(["docs", "raw"])], instance=instance, resources=defs.resources
+    )
+    result = dg.materialize(
+        assets,
+        selection=[dg.AssetKey(["docs", "by_split"])],
+        partition_key=dg.MultiPartitionKey({"split": "train", "doc": "d1"}),
+        instance=instance,
+        resources=defs.resources,
+    )
+    assert importlib.import_module(f"{package}.bodies").SEEN == [("by_split", ["d1"])]
+    assert result.success
+
+    # Every selected feature partitioned: the sensor would have nothing to launch, so there is none.
+    only = mxd.MetaxyComponent.resolve_from_dict(
+        {
+            "config_file": str(pkg / "metaxy.toml"),
+            "compute": f"{package}.bodies",
+            "assets": {
+                "docs/by_split": {"partitions": {"static": ["train", "test"]}, "partition_by": "split"}
+            },
+            "select": ["docs/by_split"],
+            "graph_asset": False,
+        }
+    )
+    assert not list(component_defs(component=only).sensors or [])
