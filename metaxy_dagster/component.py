@@ -310,7 +310,9 @@ class MetaxyComponent(dg.Component, dg.Resolvable, dg.Model):
                 )(body)
             )
         assets = [self._with_options(a) for a in built]
-        store, io_manager = _resources(None if config_path is None else str(config_path), self.store)
+        store, io_manager = _resources(
+            None if config_path is None else str(config_path), self.store, self.store or cfg.store
+        )
         # The sensor's runs have no partition key, so it leaves partitioned assets to backfills (and is
         # not built when every asset is partitioned or observed: it would have nothing to launch).
         unpartitioned = [a for a in assets if isinstance(a, dg.AssetsDefinition) and a.partitions_def is None]
@@ -482,8 +484,12 @@ class MetaxyComponent(dg.Component, dg.Resolvable, dg.Model):
 _RESOURCES: dict[tuple[str | None, str | None], tuple[MetaxyStoreResource, MetaxyIOManager]] = {}
 
 
-def _resources(config_file: str | None, store: str | None) -> tuple[MetaxyStoreResource, MetaxyIOManager]:
-    key = (config_file, store)
+def _resources(
+    config_file: str | None, store: str | None, resolved: str | None
+) -> tuple[MetaxyStoreResource, MetaxyIOManager]:
+    # Keyed by the store the config resolves to, so `store: dev` and no `store:` (when dev is the
+    # default) share one resource instead of clashing as two different `metaxy_store` resources.
+    key = (config_file, resolved)
     if key not in _RESOURCES:
         resource = MetaxyStoreResource(config_file=config_file, store=store)
         _RESOURCES[key] = (resource, MetaxyIOManager(store=resource))

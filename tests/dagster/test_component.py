@@ -170,6 +170,8 @@ def test_two_components_on_one_config_merge(project: tuple[str, Path]) -> None:
             config_file=config,
             select=["docs/summary"],
             compute=f"{package}.bodies",
+            # the config's default store, named: still the same resource as the first's
+            store="dev",
             sensor_name="summary_sensor",
             graph_asset=False,
         )
