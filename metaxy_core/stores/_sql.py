@@ -6,7 +6,7 @@ stored current rows in a single FULL OUTER JOIN, labelling each differing key ``
 :class:`SqlDialect`; subclasses override only what differs.
 """
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -23,6 +23,7 @@ from metaxy_core.lineage import (
     stored_field_column,
 )
 from metaxy_core.provenance import check_hash_settings, full_length
+from metaxy_core.stores._incremental import KeyRestriction
 
 STATUS = "__metaxy_status"
 STORED_PBF = "__metaxy_stored_pbf"
@@ -331,6 +332,25 @@ def in_keys(columns: Sequence[str], keys: str | None) -> str:
         return NOTHING
     left = q(columns[0]) if len(columns) == 1 else "(" + ", ".join(q(c) for c in columns) + ")"
     return f"{left} IN (SELECT * FROM ({keys}) AS k)"
+
+
+def restriction_keys(
+    plan: ResolvePlan,
+    samples_source: str | None,
+    restriction: KeyRestriction | None,
+    changed_keys: Callable[[datetime], str],
+) -> str | None:
+    """The SELECT of the keys a restricted resolve compares (None: no key).
+
+    ``changed_keys(since)`` is the store's SELECT of the keys written since a checkpoint.
+    """
+    if restriction is None or restriction.nothing:
+        return None
+    if restriction.samples_only:
+        assert samples_source is not None, "samples_only restricts a root's resolve to its samples"
+        return f"SELECT {', '.join(q(k) for k in plan.key_columns)} FROM ({samples_source}) AS ks"
+    assert restriction.since is not None
+    return changed_keys(restriction.since)
 
 
 def restrict(source: str, predicate: str | None) -> str:

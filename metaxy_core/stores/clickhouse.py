@@ -65,6 +65,7 @@ from metaxy_core.stores._sql import (
     removed_fields,
     restrict,
     restricted_dep_sources,
+    restriction_keys,
     stored_sql,
 )
 from metaxy_core.stores.base import MetadataStore, ParentCover
@@ -521,12 +522,9 @@ class ClickHouseMetadataStore(MetadataStore):
                 samples_source = f"SELECT * FROM {self._t(temp)}"
                 samples_columns = [c for c in samples.columns if not C.is_system(c)]
             carried = samples_columns if samples is not None else plan.carried_columns
-            keys = None
-            if restriction is not None and restriction.samples_only:
-                assert samples_source is not None, "samples_only restricts a root's resolve to its samples"
-                keys = f"SELECT {', '.join(q(k) for k in plan.key_columns)} FROM ({samples_source}) AS ks"
-            elif restriction is not None and restriction.since is not None:
-                keys = self._changed_keys(plan, restriction.since)
+            keys = restriction_keys(
+                plan, samples_source, restriction, lambda since: self._changed_keys(plan, since)
+            )
             only = None if restriction is None else in_keys(plan.key_columns, keys)
             if plan.missing_required:
                 expected = None

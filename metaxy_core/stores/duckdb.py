@@ -61,6 +61,7 @@ from metaxy_core.stores._sql import (
     removed_fields,
     restrict,
     restricted_dep_sources,
+    restriction_keys,
     stored_sql,
 )
 from metaxy_core.stores.base import MetadataStore, ParentCover, require_open
@@ -461,7 +462,9 @@ class DuckDBMetadataStore(MetadataStore):
             samples_source = f"SELECT * FROM {q(samples_view)}"
             samples_columns = [c for c in samples_frame_columns if not C.is_system(c)]
         carried = samples_columns if samples_view is not None else plan.carried_columns
-        keys = self._restriction_keys(plan, samples_source, restriction)
+        keys = restriction_keys(
+            plan, samples_source, restriction, lambda since: self._changed_keys(plan, since)
+        )
         only = None if restriction is None else in_keys(plan.key_columns, keys)
         if plan.missing_required:
             expected = None
@@ -485,18 +488,6 @@ class DuckDBMetadataStore(MetadataStore):
             return self._orphans_only(plan, stored, carried, lazy)
         diff = diff_sql(d, plan, expected, stored, carried, removed_fields(plan, target_schema))
         return self._split(plan, diff, carried, lazy)
-
-    def _restriction_keys(
-        self, plan: ResolvePlan, samples_source: str | None, restriction: KeyRestriction | None
-    ) -> str | None:
-        """The SELECT of the keys a restricted resolve compares (None: no key)."""
-        if restriction is None or restriction.nothing:
-            return None
-        if restriction.samples_only:
-            assert samples_source is not None, "samples_only restricts a root's resolve to its samples"
-            return f"SELECT {', '.join(q(k) for k in plan.key_columns)} FROM ({samples_source}) AS ks"
-        assert restriction.since is not None
-        return self._changed_keys(plan, restriction.since)
 
     def _split(self, plan: ResolvePlan, diff: str, carried: Sequence[str], lazy: bool) -> Increment:
         keys = list(plan.key_columns)
