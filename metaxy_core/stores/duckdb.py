@@ -18,7 +18,7 @@ releases them before it returns, a lazy one keeps them until the store closes (t
 
 Memory: DuckDB's own default budget is 80% of RAM per process, so a few large resolves side by side
 can exhaust a machine. A store that opens its own connection gives DuckDB
-``memory_limit=min(4 GiB, 25% of RAM)`` (see :func:`default_memory_limit`) and spills to
+``memory_limit=min(512 MiB, 25% of RAM)`` (see :func:`default_memory_limit`) and spills to
 ``<database>.tmp`` beside the file; ``memory_limit=`` or ``config={"memory_limit": ...}`` override it,
 ``memory_limit=None`` keeps DuckDB's default. An external ``connection`` keeps its own settings.
 """
@@ -70,7 +70,7 @@ SYSTEM = "metaxy_system"
 PARENTS = "metaxy_parents"
 """Expansion parents written with no children (one marker row per parent), per feature table."""
 
-_MAX_DEFAULT_MEMORY = 4 * 2**30
+_MAX_DEFAULT_MEMORY = 512 * 2**20
 
 
 def _arrow(frame: pl.DataFrame) -> Any:
@@ -97,10 +97,12 @@ def _total_memory() -> int | None:
 
 
 def default_memory_limit() -> str | None:
-    """The DuckDB ``memory_limit`` a store uses unless told otherwise: min(4 GiB, 25% of RAM).
+    """The DuckDB ``memory_limit`` a store uses unless told otherwise: min(512 MiB, 25% of RAM).
 
-    4 GiB covers a 10M-sample resolve (DuckDB spills the rest of its joins to disk); a quarter of
-    RAM leaves room for the pipeline itself and for other processes sharing the file.
+    DuckDB keeps table blocks it read or wrote cached up to its budget, so the budget is most of a
+    process's memory: at a million samples with ten versions of history a 4 GiB budget ended at a
+    3.2 GB peak, 512 MiB at 1.3 GB. Joins larger than the budget spill to disk beside the file; a
+    quarter of RAM leaves room for the pipeline itself and for other processes sharing the file.
     """
     total = _total_memory()
     if total is None:
@@ -116,7 +118,7 @@ class DuckDBMetadataStore(MetadataStore):
     reuses an open DuckDB connection (e.g. from dagster-duckdb's ``DuckDBResource``).
     ``read_only=True`` (or ``config={"access_mode": "READ_ONLY"}``) opens the file read-only: reads
     and resolves work, writes raise. ``lock_timeout`` bounds the wait for other processes (seconds).
-    ``memory_limit`` caps DuckDB's memory (default ``"auto"``: min(4 GiB, 25% of RAM); ``None``:
+    ``memory_limit`` caps DuckDB's memory (default ``"auto"``: min(512 MiB, 25% of RAM); ``None``:
     DuckDB's own default); ``config`` passes DuckDB settings and wins over both.
 
     >>> import metaxy_core as mx
