@@ -18,7 +18,7 @@ releases them before it returns, a lazy one keeps them until the store closes (t
 
 Memory: DuckDB's own default budget is 80% of RAM per process, so a few large resolves side by side
 can exhaust a machine. A store that opens its own connection gives DuckDB
-``memory_limit=min(4 GiB, 25% of RAM)`` (see :func:`default_memory_limit`) and spills to
+``memory_limit=min(512 MiB, 25% of RAM)`` (see :func:`default_memory_limit`) and spills to
 ``<database>.tmp`` beside the file; ``memory_limit=`` or ``config={"memory_limit": ...}`` override it,
 ``memory_limit=None`` keeps DuckDB's default. An external ``connection`` keeps its own settings.
 """
@@ -71,7 +71,17 @@ SYSTEM = "metaxy_system"
 PARENTS = "metaxy_parents"
 """Expansion parents written with no children (one marker row per parent), per feature table."""
 
-_MAX_DEFAULT_MEMORY = 4 * 2**30
+_MAX_DEFAULT_MEMORY = 512 * 2**20
+
+
+def _arrow(frame: pl.DataFrame) -> Any:
+    """The frame as Arrow for DuckDB to scan, without copying its strings.
+
+    polars keeps strings as Arrow string views; its default export converts every string column to
+    ``large_string``, a full copy (about 400 MB more at a million rows). DuckDB reads views as
+    VARCHAR, so export them as they are.
+    """
+    return frame.to_arrow(compat_level=pl.CompatLevel.newest())
 
 
 def _total_memory() -> int | None:
@@ -88,10 +98,12 @@ def _total_memory() -> int | None:
 
 
 def default_memory_limit() -> str | None:
-    """The DuckDB ``memory_limit`` a store uses unless told otherwise: min(4 GiB, 25% of RAM).
+    """The DuckDB ``memory_limit`` a store uses unless told otherwise: min(512 MiB, 25% of RAM).
 
-    4 GiB covers a 10M-sample resolve (DuckDB spills the rest of its joins to disk); a quarter of
-    RAM leaves room for the pipeline itself and for other processes sharing the file.
+    DuckDB keeps table blocks it read or wrote cached up to its budget, so the budget is most of a
+    process's memory: at a million samples with ten versions of history a 4 GiB budget ended at a
+    3.2 GB peak, 512 MiB at 1.3 GB. Joins larger than the budget spill to disk beside the file; a
+    quarter of RAM leaves room for the pipeline itself and for other processes sharing the file.
     """
     total = _total_memory()
     if total is None:
@@ -107,7 +119,7 @@ class DuckDBMetadataStore(MetadataStore):
     reuses an open DuckDB connection (e.g. from dagster-duckdb's ``DuckDBResource``).
     ``read_only=True`` (or ``config={"access_mode": "READ_ONLY"}``) opens the file read-only: reads
     and resolves work, writes raise. ``lock_timeout`` bounds the wait for other processes (seconds).
-    ``memory_limit`` caps DuckDB's memory (default ``"auto"``: min(4 GiB, 25% of RAM); ``None``:
+    ``memory_limit`` caps DuckDB's memory (default ``"auto"``: min(512 MiB, 25% of RAM); ``None``:
     DuckDB's own default); ``config`` passes DuckDB settings and wins over both.
 
     >>> import metaxy_core as mx
@@ -178,7 +190,9 @@ class DuckDBMetadataStore(MetadataStore):
 
     def connect_config(self) -> dict[str, Any]:
         """DuckDB settings this store opens its connection with: the memory budget, then ``config``."""
-        settings: dict[str, Any] = {}
+        # Results leave DuckDB as Arrow string views, which polars takes over without copying
+        # (plain Arrow strings would be copied into views: one more copy of every resolved string).
+        settings: dict[str, Any] = {"arrow_output_version": "1.4", "produce_arrow_string_view": True}
         if self.memory_limit is not None:
             settings["memory_limit"] = self.memory_limit
         if self.database != ":memory:":
@@ -346,7 +360,7 @@ class DuckDBMetadataStore(MetadataStore):
     def _append_system(self, name: str, frame: pl.DataFrame) -> None:
         table = f"{SYSTEM}.{q(name)}"
         view = f"__metaxy_system_{uuid.uuid4().hex[:12]}"
-        self.connection.register(view, frame.to_arrow())
+        self.connection.register(view, _arrow(frame))
         try:
             if not self._table_exists(name, SYSTEM):
                 self._run(f"CREATE TABLE {table} AS SELECT * FROM {q(view)}")
@@ -427,7 +441,7 @@ class DuckDBMetadataStore(MetadataStore):
         # resolve releases them at once (a registered Arrow table stays in memory until
         # unregistered), a lazy one when the store closes (its relations read the view until then).
         name = f"__metaxy_samples_{uuid.uuid4().hex[:12]}"
-        self.connection.register(name, samples.to_arrow())
+        self.connection.register(name, _arrow(samples))
         if lazy:
             self._lazy_views.append(name)
             return self._resolve_sql(plan, name, samples.columns, filters, lazy, restriction)
@@ -604,7 +618,7 @@ class DuckDBMetadataStore(MetadataStore):
         if parents is not None:
             views |= {covered: parents.covered, markers: parents.empty}
         for name, data in views.items():
-            con.register(name, data.to_arrow())
+            con.register(name, _arrow(data))
         try:
             self._run("BEGIN TRANSACTION")
             try:
@@ -787,7 +801,7 @@ class DuckDBMetadataStore(MetadataStore):
     def _duckdb_type(self, dtype: pl.DataType) -> str:
         """DuckDB's name for a polars dtype (as a write of that dtype would create the column)."""
         view = f"__metaxy_type_{uuid.uuid4().hex[:12]}"
-        self.connection.register(view, pl.DataFrame(schema={"c": dtype}).to_arrow())
+        self.connection.register(view, _arrow(pl.DataFrame(schema={"c": dtype})))
         try:
             return str(self._run(f"DESCRIBE SELECT * FROM {q(view)}")[0][1])
         finally:

@@ -26,7 +26,7 @@ def test_default_budget_is_applied(tmp_path: Path) -> None:
     limit = default_memory_limit()
     assert limit is not None
     mib = int(limit.removesuffix("MiB"))
-    assert 0 < mib <= 4096
+    assert 0 < mib <= 512
     store = mx.DuckDBMetadataStore(tmp_path / "m.duckdb")
     assert _setting(store, "memory_limit") == _rendered(limit)
     assert _setting(store, "temp_directory") == f"{tmp_path / 'm.duckdb'}.tmp"
