@@ -33,7 +33,7 @@ from bench_common import (
     CHANGE_FRACTION,
     change_audio,
     define_features,
-    make_samples,
+    load_samples,
     measure,
     measure_many,
     pin_cpus,
@@ -94,7 +94,7 @@ def run(
         rows.append((f"{step}: full=True resolve, lazy counts()", m["full"].seconds, floor))
         rows.append((f"{step}: floor (hand-written full scan, counts)", floor, floor))
 
-    samples = make_samples(n)
+    samples = load_samples(n, workdir)
     with store:
         inc = once("video resolve(samples=), all new", lambda: store.resolve_update(video, samples=samples))
         once("video write (N rows)", lambda frame=inc.new: store.write(video, frame))

@@ -42,7 +42,7 @@ from bench_common import (
     _reset_peak_rss,
     change_audio,
     define_features,
-    make_samples,
+    load_samples,
     process_peak_mb,
 )
 
@@ -91,7 +91,7 @@ def run_size(n: int, workdir: Path, rewrites: int, duckdb_set: dict[str, str]) -
         store.__enter__()
         opened()
 
-    samples = make_samples(n)
+    samples = load_samples(n, workdir)
     gc.collect()
     rows.append(
         {

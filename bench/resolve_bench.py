@@ -46,7 +46,7 @@ from bench_common import (
     Measured,
     change_audio,
     define_features,
-    make_samples,
+    load_samples,
     pin_cpus,
     process_peak_mb,
 )
@@ -221,7 +221,7 @@ def run_size(
         return m.result
 
     t_total = time.perf_counter()
-    samples = make_samples(n)
+    samples = load_samples(n, workdir)
     with store:
         apply_settings()
         # (1) roots: resolve with samples=, then write.

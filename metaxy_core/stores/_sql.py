@@ -10,6 +10,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+import polars as pl
+
 from metaxy_core import columns as C
 from metaxy_core.errors import ResolveError
 from metaxy_core.lineage import (
@@ -28,6 +30,22 @@ from metaxy_core.stores._incremental import KeyRestriction
 STATUS = "__metaxy_status"
 STORED_PBF = "__metaxy_stored_pbf"
 STORED_PROV = "__metaxy_stored_prov"
+STATUSES = ("new", "stale", "orphaned")
+
+
+def split_by_status(frame: pl.DataFrame) -> dict[str, pl.DataFrame]:
+    """The rows of a fetched diff per status (``new``, ``stale``, ``orphaned``).
+
+    Filtering copies every row it keeps, and the big increments (a first run: all new; a code
+    change: all stale) usually have one status only: then the part is the fetched frame itself and
+    only the empty parts are built, so a resolve of N rows holds them once, not twice.
+    """
+    present = frame.get_column(STATUS).unique().to_list()
+    if len(present) <= 1:
+        only = present[0] if present else None
+        return {status: frame if status == only else frame.clear() for status in STATUSES}
+    status = pl.col(STATUS)
+    return {part: frame.filter(status == part) for part in STATUSES}
 
 
 def q(name: str) -> str:

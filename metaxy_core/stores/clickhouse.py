@@ -53,7 +53,6 @@ from metaxy_core.schema import widened_columns
 from metaxy_core.stores._clickhouse_exec import Executor, connect, mask_dsn, parse_dsn
 from metaxy_core.stores._incremental import KeyRestriction
 from metaxy_core.stores._sql import (
-    STATUS,
     STORED_PBF,
     STORED_PROV,
     SqlDialect,
@@ -66,6 +65,7 @@ from metaxy_core.stores._sql import (
     restrict,
     restricted_dep_sources,
     restriction_keys,
+    split_by_status,
     stored_sql,
 )
 from metaxy_core.stores.base import MetadataStore, ParentCover
@@ -589,13 +589,13 @@ class ClickHouseMetadataStore(MetadataStore):
         keys = list(plan.key_columns)
         non_key = [c for c in carried if c not in keys]
         cols = [*keys, *non_key, C.PROVENANCE_BY_FIELD, C.PROVENANCE, C.CHANGED_FIELDS]
-        status = pl.col(STATUS)
-        orphaned = frame.filter(status == "orphaned").select(
+        split = split_by_status(frame)
+        orphaned = split["orphaned"].select(
             *keys, pl.col(STORED_PBF).alias(C.PROVENANCE_BY_FIELD), pl.col(STORED_PROV).alias(C.PROVENANCE)
         )
         parts = [
-            frame.filter(status == "new").select(cols),
-            frame.filter(status == "stale").select(cols),
+            split["new"].select(cols),
+            split["stale"].select(cols),
             orphaned,
         ]
         return Increment(*(nw.from_native(p.lazy() if lazy else p) for p in parts))

@@ -62,6 +62,7 @@ from metaxy_core.stores._sql import (
     restrict,
     restricted_dep_sources,
     restriction_keys,
+    split_by_status,
     stored_sql,
 )
 from metaxy_core.stores.base import MetadataStore, ParentCover, require_open
@@ -535,13 +536,13 @@ class DuckDBMetadataStore(MetadataStore):
             frame = con.sql(diff).pl()
         except duckdb.Error as exc:
             raise ResolveError(f"Resolving '{plan.feature}' failed in DuckDB: {exc}") from exc
-        status = pl.col(STATUS)
-        orphaned = frame.filter(status == "orphaned").select(
+        parts = split_by_status(frame)
+        orphaned = parts["orphaned"].select(
             *keys, pl.col(STORED_PBF).alias(C.PROVENANCE_BY_FIELD), pl.col(STORED_PROV).alias(C.PROVENANCE)
         )
         return Increment(
-            new=nw.from_native(frame.filter(status == "new").select(new_cols)),
-            stale=nw.from_native(frame.filter(status == "stale").select(stale_cols)),
+            new=nw.from_native(parts["new"].select(new_cols)),
+            stale=nw.from_native(parts["stale"].select(stale_cols)),
             orphaned=nw.from_native(orphaned),
         )
 
@@ -788,13 +789,21 @@ class DuckDBMetadataStore(MetadataStore):
             self._run(insert)
             return
         key_match = " AND ".join(f"t.{q(c)} = k.{q(c)}" for c in replace_key)
-        keys = ", ".join(q(c) for c in replace_key)
-        replaced = f"(SELECT DISTINCT {keys} FROM {q(covered or incoming)}) AS k"
-        # Superseded versions move to history, then the new rows replace them: no index, no merge-on-read.
+        # Superseded versions move to history, then the new rows replace them: no index, no
+        # merge-on-read. The replaced rows are found once, by one join on the key columns alone,
+        # and then moved and deleted by row id: joining every stored column on string keys twice
+        # (copy, then delete) cost 1.8x as long for a full rewrite of 10M rows and 2.5x for 1%.
+        victims = f"__metaxy_replaced_{uuid.uuid4().hex[:12]}"
         self._run(
-            f"INSERT INTO {HISTORY}.{q(table)} SELECT t.* FROM {q(table)} AS t SEMI JOIN {replaced} ON {key_match}"
+            f"CREATE TEMP TABLE {q(victims)} AS SELECT t.rowid AS r FROM {q(table)} AS t "
+            f"SEMI JOIN {q(covered or incoming)} AS k ON {key_match}"
         )
-        self._run(f"DELETE FROM {q(table)} AS t USING {replaced} WHERE {key_match}")
+        try:
+            replaced = f"rowid IN (SELECT r FROM {q(victims)})"
+            self._run(f"INSERT INTO {HISTORY}.{q(table)} SELECT * FROM {q(table)} WHERE {replaced}")
+            self._run(f"DELETE FROM {q(table)} WHERE {replaced}")
+        finally:
+            self._run(f"DROP TABLE IF EXISTS {q(victims)}")
         self._run(insert)
 
     # -- schema changes ---------------------------------------------------------------------------

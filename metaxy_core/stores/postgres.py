@@ -52,6 +52,7 @@ from metaxy_core.stores._sql import (
     restrict,
     restricted_dep_sources,
     restriction_keys,
+    split_by_status,
     stored_sql,
 )
 from metaxy_core.stores.base import MetadataStore, ParentCover
@@ -677,13 +678,13 @@ class PostgreSQLMetadataStore(MetadataStore):
             pl.col(C.CHANGED_FIELDS).cast(pl.List(pl.String)),
         )
         new_cols = [*keys, *non_key, C.PROVENANCE_BY_FIELD, C.PROVENANCE, C.CHANGED_FIELDS]
-        status = pl.col(STATUS)
-        orphaned = frame.filter(status == "orphaned").select(
+        split = split_by_status(frame)
+        orphaned = split["orphaned"].select(
             *keys, pl.col(STORED_PBF).alias(C.PROVENANCE_BY_FIELD), pl.col(STORED_PROV).alias(C.PROVENANCE)
         )
         return Increment(
-            new=nw.from_native(frame.filter(status == "new").select(new_cols)),
-            stale=nw.from_native(frame.filter(status == "stale").select(new_cols)),
+            new=nw.from_native(split["new"].select(new_cols)),
+            stale=nw.from_native(split["stale"].select(new_cols)),
             orphaned=nw.from_native(orphaned),
         )
 
