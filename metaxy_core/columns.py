@@ -29,6 +29,8 @@ STRUCT_COLUMNS = (PROVENANCE_BY_FIELD, DATA_VERSION_BY_FIELD)
 TIMESTAMP_COLUMNS = (CREATED_AT, UPDATED_AT, DELETED_AT)
 WRITABLE_SYSTEM_COLUMNS = (PROVENANCE_BY_FIELD, PROVENANCE, DATA_VERSION_BY_FIELD, DATA_VERSION)
 """System columns a caller may hand to ``write``; the rest are stamped by the store."""
+STAMP_COLUMNS = (FEATURE_VERSION, SNAPSHOT_VERSION, CREATED_AT, UPDATED_AT, DELETED_AT, MATERIALIZATION_ID)
+"""Columns a ``write`` stamps with one value for all its rows (the last columns of a prepared write)."""
 
 
 def is_system(column: str) -> bool:

@@ -443,9 +443,9 @@ class MetadataStore(abc.ABC):
             if prepared.height == 0 and (cover is None or cover.covered.height == 0):
                 return 0
             if cover is None:
-                self._write(cls, prepared, self._replace_key(cls))
+                self._write(cls, prepared, self._replace_key(cls), stamped=True)
             else:
-                self._write(cls, prepared, self._replace_key(cls), parents=cover)
+                self._write(cls, prepared, self._replace_key(cls), parents=cover, stamped=True)
         return prepared.height
 
     def _import_rows(self, feature: FeatureRef, frame: pl.DataFrame) -> int:
@@ -700,12 +700,16 @@ class MetadataStore(abc.ABC):
         frame: pl.DataFrame,
         replace_key: tuple[str, ...],
         parents: ParentCover | None = None,
+        *,
+        stamped: bool = False,
     ) -> None:
         """Store prepared rows atomically, replacing the stored rows of their ``replace_key`` values.
 
         ``parents`` is given only to stores with ``supports_parent_markers``, for every write of an
         expansion feature: replace the children of ``parents.covered`` (not only of the frame's
-        parents) and maintain the parent markers (see :class:`ParentCover`).
+        parents) and maintain the parent markers (see :class:`ParentCover`). ``stamped``: the rows
+        come from ``write``, so each of :data:`~metaxy_core.columns.STAMP_COLUMNS` holds one value
+        for all of them (imported rows keep their own).
         """
 
     @abc.abstractmethod

@@ -629,6 +629,8 @@ class ClickHouseMetadataStore(MetadataStore):
         frame: pl.DataFrame,
         replace_key: tuple[str, ...],
         parents: ParentCover | None = None,
+        *,
+        stamped: bool = False,
     ) -> None:
         key = cls.spec.key
         table = key.table_name

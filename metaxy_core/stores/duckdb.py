@@ -610,16 +610,31 @@ class DuckDBMetadataStore(MetadataStore):
         frame: pl.DataFrame,
         replace_key: tuple[str, ...],
         parents: ParentCover | None = None,
+        *,
+        stamped: bool = False,
     ) -> None:
         con = self.connection
         table = cls.spec.key.table_name
         tag = uuid.uuid4().hex[:12]
         incoming, covered, markers = (f"__metaxy_{what}_{tag}" for what in ("incoming", "covered", "markers"))
         views = {incoming: frame}
+        joined = None
+        if stamped and all(c in frame.columns for c in C.STAMP_COLUMNS):
+            # polars keeps a column of one repeated value as a scalar, but its Arrow export writes the
+            # value once per row: the six stamp columns cost ~230 MB per million rows. DuckDB gets
+            # them as one row and repeats them itself while it inserts.
+            body, stamps = f"__metaxy_body_{tag}", f"__metaxy_stamps_{tag}"
+            views = {body: frame.drop(C.STAMP_COLUMNS), stamps: frame.select(C.STAMP_COLUMNS).head(1)}
+            joined = incoming
         if parents is not None:
             views |= {covered: parents.covered, markers: parents.empty}
         for name, data in views.items():
             con.register(name, _arrow(data))
+        if joined is not None:
+            columns = ", ".join(q(c) for c in frame.columns)
+            self._run(
+                f"CREATE TEMP VIEW {q(joined)} AS SELECT {columns} FROM {q(body)} CROSS JOIN {q(stamps)}"
+            )
         try:
             self._run("BEGIN TRANSACTION")
             try:
@@ -639,6 +654,9 @@ class DuckDBMetadataStore(MetadataStore):
         except duckdb.Error as exc:
             raise StoreError(f"write({cls.spec.key}) failed in DuckDB and was rolled back: {exc}") from exc
         finally:
+            if joined is not None:
+                with contextlib.suppress(duckdb.Error):
+                    self._run(f"DROP VIEW IF EXISTS {q(joined)}")
             for name in views:
                 con.unregister(name)
 

@@ -172,6 +172,8 @@ class InMemoryMetadataStore(MetadataStore):
         frame: pl.DataFrame,
         replace_key: tuple[str, ...],
         parents: ParentCover | None = None,
+        *,
+        stamped: bool = False,
     ) -> None:
         key = cls.spec.key
         on = list(replace_key)

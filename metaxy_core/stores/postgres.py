@@ -718,6 +718,8 @@ class PostgreSQLMetadataStore(MetadataStore):
         frame: pl.DataFrame,
         replace_key: tuple[str, ...],
         parents: ParentCover | None = None,
+        *,
+        stamped: bool = False,
     ) -> None:
         key = cls.spec.key
         table = self._table(key)

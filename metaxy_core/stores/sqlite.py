@@ -363,6 +363,8 @@ class SQLiteMetadataStore(MetadataStore):
         frame: pl.DataFrame,
         replace_key: tuple[str, ...],
         parents: ParentCover | None = None,
+        *,
+        stamped: bool = False,
     ) -> None:
         table = cls.spec.key.table_name
         history = HISTORY + table
