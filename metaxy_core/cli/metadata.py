@@ -251,7 +251,7 @@ def copy(
     history
         Also copy superseded row versions (replayed oldest first).
     snapshots
-        Also copy graph snapshots and migration records.
+        Also copy graph snapshots, migration records and recorded run times (for metaxy plan).
     batch_size
         Rows per atomic write in the target.
     format
