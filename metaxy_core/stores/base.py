@@ -560,7 +560,8 @@ class MetadataStore(abc.ABC):
         ``keep_versions`` most recent superseded versions and (with ``older_than``) was written
         more than ``older_than`` ago. Current rows are never touched, and the kept history stays
         readable with ``read(..., history=True)``. ``features``: the features to compact (default:
-        every stored feature of the active graph).
+        every stored feature of the active graph). Stores that resolve incrementally also prune
+        their bookkeeping (old in-sync checkpoints and the change events no checkpoint needs).
         """
         self._require_writable("compact")
         if keep_versions is None and older_than is None:
@@ -587,7 +588,16 @@ class MetadataStore(abc.ABC):
                 if self._schema(cls.spec.key) is None:
                     raise FeatureNotFoundError(f"compact: no metadata stored for '{cls.spec.key}' yet.")
                 removed[str(cls.spec.key)] = self._compact(cls, keep_versions or 0, before)
+            if self.supports_incremental:
+                _incremental.prune(self, force=True)
         return removed
+
+    def _prune_bookkeeping(self, keep_fingerprints: int, events_before: datetime) -> None:
+        """Hook for stores with ``supports_incremental``: in the engine, delete the checkpoint rows
+        :func:`~metaxy_core.stores._incremental.doomed_checkpoints_sql` selects and the change
+        events older than ``events_before``, in one transaction or in that order (each delete
+        keeps every row a resolve can still need, so an interrupted prune loses nothing)."""
+        raise StoreError(f"{type(self).__name__} records no incremental bookkeeping.")
 
     def _compact(self, cls: type[BaseFeature], keep_versions: int, before: datetime | None) -> int:
         """Remove the history rows of ``cls`` beyond each sample's ``keep_versions`` newest that

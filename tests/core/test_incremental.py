@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 
 import metaxy_core as mx
 from metaxy_core import columns as C
+from metaxy_core.stores import _incremental
 from metaxy_core.stores._incremental import CHECKPOINTS, KeyRestriction
 
 IDS = ["a", "b", "c", "d", "e", "f"]
@@ -183,13 +184,18 @@ def settle(store: mx.MetadataStore, g: Graph, values: dict[str, str]) -> None:
 )
 @given(steps=st.lists(st.tuples(operation, st.booleans()), min_size=2, max_size=5))
 def test_incremental_equals_full(
-    store_factory: Callable[..., mx.MetadataStore], steps: list[tuple[Any, bool]]
+    store_factory: Callable[..., mx.MetadataStore],
+    monkeypatch: pytest.MonkeyPatch,
+    steps: list[tuple[Any, bool]],
 ) -> None:
     graphs = {(r, c): build_graph(r, c) for r in "12" for c in "12"}
     g = graphs[("1", "1")]
     store = store_factory()
     # look back exactly to each checkpoint: the tests write from one process, nothing runs alongside
     store.incremental_lag = timedelta(0)
+    # prune the bookkeeping on almost every checkpoint, keeping fewer fingerprints than the 4 graphs have
+    monkeypatch.setattr(_incremental, "PRUNE_SLACK", 1)
+    monkeypatch.setattr(_incremental, "KEEP_FINGERPRINTS", 2)
     values = {sid: "v" for sid in IDS[:4]}
     with store, g.graph.use():
         settle(store, g, values)
