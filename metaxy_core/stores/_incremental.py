@@ -1,7 +1,8 @@
 """Bookkeeping that lets a resolve look only at what changed since the feature was last in sync.
 
 Every write stamps ``metaxy_updated_at`` on the rows it stores. When an unfiltered resolve finds a
-feature fully in sync, the store records a *checkpoint*: the time the resolve started and a
+feature fully in sync (an eager one at once, a lazy one when its ``counts()`` comes back all zero),
+the store records a *checkpoint*: the time the resolve started and a
 fingerprint of everything besides row data that decides the result (the resolve plan: code
 versions, carried columns, joins, dependency filters; the stored provenance fields; the hash
 settings). A later resolve with the same fingerprint only needs the target keys whose upstream rows
@@ -13,6 +14,13 @@ which voids every older checkpoint of the features reading it.
 This is sound only where a changed upstream row names the target key it feeds: identity lineage
 joined on upstream id columns, with upstreams whose writes never remove rows (no expansion). Other
 plans always resolve in full.
+
+Both tables are pruned in the engine (:func:`prune`): a resolve reads only the newest checkpoint
+of its (feature, fingerprint), so the older ones go, as do all of a feature's fingerprints beyond
+the :data:`KEEP_FINGERPRINTS` most recently in sync; an event goes once it is older than every
+remaining checkpoint it could void (their start minus the lag, and at least :data:`EVENT_GRACE`
+back). Recording a checkpoint prunes when :data:`PRUNE_SLACK` surplus rows have accumulated;
+``compact`` always does.
 """
 
 import hashlib
