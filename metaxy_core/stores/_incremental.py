@@ -2,12 +2,11 @@
 
 Every write stamps ``metaxy_updated_at`` on the rows it stores. When an unfiltered resolve finds a
 feature fully in sync (an eager one at once, a lazy one when its ``counts()`` comes back all zero),
-the store records a *checkpoint*: the time the resolve started and a
-fingerprint of everything besides row data that decides the result (the resolve plan: code
-versions, carried columns, joins, dependency filters; the stored provenance fields; the hash
-settings). A later resolve with the same fingerprint only needs the target keys whose upstream rows
-or own row were written since that time: every other key was in sync then and nothing it depends
-on has changed. Operations that change rows without stamping them (deletes, column type changes,
+the store records a *checkpoint*: the time the resolve started and a fingerprint of everything
+besides row data that decides the result (the resolve plan: code versions, carried columns, joins,
+dependency filters; the stored provenance fields; the hash settings). A later resolve with the
+same fingerprint only needs the target keys whose upstream rows or own row were written since that
+time: every other key was in sync then and nothing it depends on has changed. Operations that change rows without stamping them (deletes, column type changes,
 id columns added, rows imported from another store) record a *change event* for the feature first,
 which voids every older checkpoint of the features reading it.
 
