@@ -1,8 +1,9 @@
 """Copy metadata between two stores: how a project moves from one engine to another.
 
 ``copy_metadata(source, target)`` copies every stored feature's current rows (and, on request, the
-superseded versions and the graph snapshots) with every system column kept as stored, so
-provenance and data versions are byte-identical in the target and nothing is recomputed.
+superseded versions, and the graph snapshots, migration records and run times) with every system
+column kept as stored, so provenance and data versions are byte-identical in the target and nothing
+is recomputed.
 
 * **Batches.** Current rows are read and written ``batch_size`` rows at a time; each batch is one
   atomic write in the target.
@@ -26,11 +27,13 @@ from metaxy_core.feature import BaseFeature
 from metaxy_core.graph import FeatureGraph
 from metaxy_core.keys import FeatureKey
 from metaxy_core.migrations import MIGRATIONS_TABLE
+from metaxy_core.runs import RUNS_TABLE
 from metaxy_core.snapshots import FEATURE_VERSIONS_TABLE, SNAPSHOTS_TABLE
 from metaxy_core.stores.base import MetadataStore
 
-SYSTEM_TABLES = (SNAPSHOTS_TABLE, FEATURE_VERSIONS_TABLE, MIGRATIONS_TABLE)
-"""System tables copied with ``snapshots=True``: graph snapshots and migration records."""
+SYSTEM_TABLES = (SNAPSHOTS_TABLE, FEATURE_VERSIONS_TABLE, MIGRATIONS_TABLE, RUNS_TABLE)
+"""System tables copied with ``snapshots=True``: graph snapshots, migration records and run timings
+(``metaxy plan`` estimates costs from the latter, so a moved project keeps its estimates)."""
 
 _ROUND = "__metaxy_round"
 

@@ -180,7 +180,8 @@ def compact(
 
     A superseded version of a sample is removed when it is not one of the sample's N most recent
     superseded versions (--keep-versions) and, with --older-than, was written longer ago than that.
-    The history that is kept stays readable.
+    The history that is kept stays readable. Stores that resolve incrementally also prune their
+    resolve bookkeeping (old in-sync checkpoints and the change events none of them needs).
 
     Parameters
     ----------
@@ -251,7 +252,7 @@ def copy(
     history
         Also copy superseded row versions (replayed oldest first).
     snapshots
-        Also copy graph snapshots and migration records.
+        Also copy graph snapshots, migration records and recorded run times (for metaxy plan).
     batch_size
         Rows per atomic write in the target.
     format

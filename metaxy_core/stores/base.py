@@ -9,7 +9,7 @@ import abc
 import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from types import TracebackType
 from typing import Any, ClassVar, Self
@@ -324,9 +324,10 @@ class MetadataStore(abc.ABC):
     ) -> Increment:
         """Resolve only what changed since the last checkpoint (if any); record one when in sync.
 
-        A checkpoint is recorded after an eager resolve that examined something and found nothing
-        to do; a read-only session keeps it until the store next opens for writing. Lazy results
-        are not counted here: that would run their query once more.
+        A checkpoint is recorded after a resolve that examined something and found nothing to do:
+        an eager one right away, a lazy one when its ``counts()`` (or ``is_empty``) comes back all
+        zero (counting here would run its query once more). A read-only session keeps it until
+        the store next opens for writing.
         """
         digest = _incremental.fingerprint(self, plan, target_schema)
         since = _incremental.last_in_sync(self, plan, digest)
@@ -340,15 +341,45 @@ class MetadataStore(abc.ABC):
                 )
             restriction = _incremental.KeyRestriction(since=since)
         increment = self._resolve(cls, plan, None, [], lazy, restriction=restriction)
-        if lazy or self.read_only or not increment.is_empty:
+        if self.read_only:
             return increment
-        if self._writable_session:
+        if lazy:
+            return self._checkpoint_when_counted(increment, plan, digest, started)
+        if increment.is_empty:
+            self._note_in_sync(plan, digest, started)
+        return increment
+
+    def _checkpoint_when_counted(
+        self, increment: Increment, plan: ResolvePlan, digest: str, started: datetime
+    ) -> Increment:
+        """``increment`` whose ``counts()`` records a checkpoint the first time it finds nothing to do.
+
+        Only counting triggers it: materialising the frames runs no extra query. The checkpoint's
+        time is the resolve's start, which is no later than the state the count saw.
+        """
+        uncounted = replace(increment, counter=None)
+        inner = increment.counter or uncounted.counts
+        recorded = False
+
+        def counter() -> dict[str, int]:
+            nonlocal recorded
+            counts = inner()
+            if not recorded and not any(counts.values()):
+                recorded = True
+                self._note_in_sync(plan, digest, started)
+            return counts
+
+        return replace(increment, counter=counter)
+
+    def _note_in_sync(self, plan: ResolvePlan, digest: str, started: datetime) -> None:
+        """Record a checkpoint now in a writable session, otherwise at the next writable open."""
+        if self.is_open and self._writable_session:
             _incremental.record_in_sync(self, plan, digest, started)
         else:
             # A read-only session (DuckDB outside `with`) excluded every writer while it read, so the
-            # checkpoint stays true: record it when this store next opens for writing.
+            # checkpoint stays true: record it when this store next opens for writing. A lazy
+            # increment counted after its store closed (its rows already fetched) waits the same way.
             self._pending_checkpoints.append((plan, digest, started))
-        return increment
 
     def iter_update(
         self,
@@ -529,7 +560,8 @@ class MetadataStore(abc.ABC):
         ``keep_versions`` most recent superseded versions and (with ``older_than``) was written
         more than ``older_than`` ago. Current rows are never touched, and the kept history stays
         readable with ``read(..., history=True)``. ``features``: the features to compact (default:
-        every stored feature of the active graph).
+        every stored feature of the active graph). Stores that resolve incrementally also prune
+        their bookkeeping (old in-sync checkpoints and the change events no checkpoint needs).
         """
         self._require_writable("compact")
         if keep_versions is None and older_than is None:
@@ -556,7 +588,16 @@ class MetadataStore(abc.ABC):
                 if self._schema(cls.spec.key) is None:
                     raise FeatureNotFoundError(f"compact: no metadata stored for '{cls.spec.key}' yet.")
                 removed[str(cls.spec.key)] = self._compact(cls, keep_versions or 0, before)
+            if self.supports_incremental:
+                _incremental.prune(self, force=True)
         return removed
+
+    def _prune_bookkeeping(self, keep_fingerprints: int, events_before: datetime) -> None:
+        """Hook for stores with ``supports_incremental``: in the engine, delete the checkpoint rows
+        :func:`~metaxy_core.stores._incremental.doomed_checkpoints_sql` selects and the change
+        events older than ``events_before``, in one transaction or in that order (each delete
+        keeps every row a resolve can still need, so an interrupted prune loses nothing)."""
+        raise StoreError(f"{type(self).__name__} records no incremental bookkeeping.")
 
     def _compact(self, cls: type[BaseFeature], keep_versions: int, before: datetime | None) -> int:
         """Remove the history rows of ``cls`` beyond each sample's ``keep_versions`` newest that

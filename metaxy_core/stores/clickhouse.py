@@ -51,7 +51,7 @@ from metaxy_core.keys import FeatureKey
 from metaxy_core.lineage import ResolvePlan, TableSchema
 from metaxy_core.schema import widened_columns
 from metaxy_core.stores._clickhouse_exec import Executor, connect, mask_dsn, parse_dsn
-from metaxy_core.stores._incremental import KeyRestriction
+from metaxy_core.stores._incremental import CHECKPOINTS, EVENTS, KeyRestriction, doomed_checkpoints_sql
 from metaxy_core.stores._sql import (
     STORED_PBF,
     STORED_PROV,
@@ -446,6 +446,34 @@ class ClickHouseMetadataStore(MetadataStore):
         if not self._table_exists(table):
             return None
         return self._frame(f"SELECT * FROM {self._t(table)}")
+
+    def _prune_bookkeeping(self, keep_fingerprints: int, events_before: datetime) -> None:
+        """Two mutations, checkpoints first; each keeps every row a resolve can still need.
+
+        The doomed checkpoints are computed once into a staging table (as history compaction does),
+        so the mutation deletes a fixed set of rows whatever order it rewrites parts in.
+        """
+        checkpoints, events = (SYSTEM_PREFIX + n for n in (CHECKPOINTS, EVENTS))
+        if self._table_exists(checkpoints):
+            doomed = f"{TEMP_PREFIX}{new_write_id()}_{uuid.uuid4().hex[:8]}"
+            self._run(
+                f"CREATE TABLE {self._t(doomed)} ENGINE = Memory AS "
+                + doomed_checkpoints_sql(self._t(checkpoints), keep_fingerprints)
+            )
+            try:
+                if int(self._rows(f"SELECT count() FROM {self._t(doomed)}")[0][0]):
+                    self._run(
+                        f"ALTER TABLE {self._t(checkpoints)} DELETE WHERE (feature, fingerprint, since) IN "
+                        f"(SELECT feature, fingerprint, since FROM {self._t(doomed)}) SETTINGS mutations_sync = 2"
+                    )
+            finally:
+                self._run(f"DROP TABLE IF EXISTS {self._t(doomed)}")
+        if self._table_exists(events):
+            before = self.dialect.timestamp(events_before)
+            if int(self._rows(f"SELECT count() FROM {self._t(events)} WHERE at < {before}")[0][0]):
+                self._run(
+                    f"ALTER TABLE {self._t(events)} DELETE WHERE at < {before} SETTINGS mutations_sync = 2"
+                )
 
     # -- reading the current state ------------------------------------------------------------------
     def _filtered(self, source: str, filters: Sequence[Any], schema: Mapping[str, pl.DataType]) -> str:

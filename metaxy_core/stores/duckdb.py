@@ -46,7 +46,7 @@ from metaxy_core.keys import FeatureKey
 from metaxy_core.lineage import ResolvePlan, TableSchema
 from metaxy_core.schema import widened_columns
 from metaxy_core.stores import _queue_lock
-from metaxy_core.stores._incremental import KeyRestriction
+from metaxy_core.stores._incremental import CHECKPOINTS, EVENTS, KeyRestriction, prune_statements
 from metaxy_core.stores._sql import (
     STATUS,
     STORED_PBF,
@@ -374,6 +374,15 @@ class DuckDBMetadataStore(MetadataStore):
         if not self._table_exists(name, SYSTEM):
             return None
         return self.connection.sql(f"SELECT * FROM {SYSTEM}.{q(name)}").pl()
+
+    def _prune_bookkeeping(self, keep_fingerprints: int, events_before: datetime) -> None:
+        tables = [
+            f"{SYSTEM}.{q(n)}" if self._table_exists(n, SYSTEM) else None for n in (CHECKPOINTS, EVENTS)
+        ]
+        statements = prune_statements(
+            tables[0], tables[1], keep_fingerprints, self.dialect.timestamp(events_before)
+        )
+        self._in_transaction("prune bookkeeping", [(sql, None) for sql in statements])
 
     # -- filters ----------------------------------------------------------------------------------
     def _filtered(self, source: str, filters: Sequence[Any]) -> str:

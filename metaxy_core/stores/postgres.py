@@ -35,7 +35,7 @@ from metaxy_core.increment import Increment
 from metaxy_core.keys import FeatureKey
 from metaxy_core.lineage import ResolvePlan, TableSchema
 from metaxy_core.schema import widened_columns
-from metaxy_core.stores._incremental import KeyRestriction
+from metaxy_core.stores._incremental import CHECKPOINTS, EVENTS, KeyRestriction, prune_statements
 from metaxy_core.stores._sql import (
     STATUS,
     STORED_PBF,
@@ -501,6 +501,15 @@ class PostgreSQLMetadataStore(MetadataStore):
             if not self._columns(table):
                 return None
             return self._frame(f"SELECT * FROM {table}")
+
+    def _prune_bookkeeping(self, keep_fingerprints: int, events_before: datetime) -> None:
+        with self._tx("prune bookkeeping"):
+            tables = [f"{q(self.system_schema)}.{q(n)}" for n in (CHECKPOINTS, EVENTS)]
+            present = [t if self._columns(t) else None for t in tables]
+            for sql in prune_statements(
+                present[0], present[1], keep_fingerprints, self.dialect.timestamp(events_before)
+            ):
+                self._run(sql)
 
     def _add_columns(
         self,

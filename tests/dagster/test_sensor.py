@@ -3,10 +3,13 @@
 from typing import Any
 
 import dagster as dg
+import pytest
 from dagster._core.storage.tags import SENSOR_NAME_TAG
 
 import metaxy_core as mx
 import metaxy_dagster as mxd
+from metaxy_core.stores._incremental import CHECKPOINTS
+from metaxy_core.stores.duckdb import DuckDBMetadataStore
 from tests.dagster.pipeline import Samples, build_assets, define_features
 
 RAW, CHUNK, FACES, STT = (dg.AssetKey(["video", k]) for k in ("raw", "chunk", "faces", "stt"))
@@ -169,3 +172,39 @@ def test_sensor_does_not_repeat_a_run_that_changed_nothing(
     assert outcomes[0] == "run"  # the old code sees faces as stale once
     assert outcomes[1] == outcomes[2]
     assert "reload the code location" in outcomes[1]
+
+
+def test_sensor_ticks_record_checkpoints_and_then_count_incrementally(
+    samples: Samples, instance: dg.DagsterInstance, res: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A tick that finds a feature in sync records a checkpoint; the next tick examines only changes."""
+    features = define_features()
+    assets = build_assets(features, samples)
+    dg.materialize(assets, instance=instance, resources=res)
+    with res["metaxy_store"].open() as store:
+        # The run's asset checks found video/stt in sync and left a checkpoint; a delete in its
+        # upstream (of nothing, here) voids it, so only a tick can record the next one.
+        store.delete(features.Video, "video_id = 'absent'")
+        before = store.read_system(CHECKPOINTS)
+    assert before is not None
+    sensor = mxd.build_metaxy_sensor(assets)
+    examined: list[tuple[str, int]] = []
+    count_changed = DuckDBMetadataStore._count_changed
+
+    def spy(self: DuckDBMetadataStore, plan: Any, since: Any) -> int:
+        examined.append((str(plan.feature), count_changed(self, plan, since)))
+        return examined[-1][1]
+
+    monkeypatch.setattr(DuckDBMetadataStore, "_count_changed", spy)
+    in_sync = "All 4 counted features are in sync"
+    assert evaluate(sensor, instance, res, assets).startswith(in_sync)
+    assert examined == []  # no valid checkpoint: every feature was compared in full
+    with res["metaxy_store"].open() as store:
+        checkpoints = store.read_system(CHECKPOINTS)
+    assert checkpoints is not None
+    # video/stt is the one feature here whose changes name the samples they affect (chunk and faces
+    # sit below an expansion and always resolve in full)
+    new = checkpoints.join(before, on=list(before.columns), how="anti")
+    assert new["feature"].to_list() == ["video/stt"]
+    assert evaluate(sensor, instance, res, assets).startswith(in_sync)
+    assert examined == [("video/stt", 0)]  # the second tick used it: nothing changed, nothing scanned

@@ -8,6 +8,7 @@ import pytest
 import metaxy_core as mx
 from metaxy_core import columns as C
 from metaxy_core.errors import StoreError
+from metaxy_core.runs import RUNS_TABLE, seconds_per_sample
 from metaxy_core.transfer import copy_metadata
 from tests.conftest import STORE_FACTORIES
 from tests.core.pipelines import build_video_pipeline, raw_samples, run_pipeline
@@ -95,6 +96,8 @@ def test_copy_with_history_and_snapshots(store_factory: Callable, target_factory
     pipeline = _filled(source)
     with pipeline.graph.use(), source, target:
         mx.push_graph_snapshot(source, pipeline.graph)
+        source.record_run(pipeline.raw, seconds=2.5, samples=4, materialization_id="m1")
+        source.record_run(pipeline.stt, seconds=1.0, samples=2)  # no materialization id: a null to match
         report = copy_metadata(source, target, history=True, snapshots=True)
         by_key = {r.key: r for r in report}
         assert by_key["video/raw"].history_rows == 1  # b's audio changed once
@@ -107,6 +110,14 @@ def test_copy_with_history_and_snapshots(store_factory: Callable, target_factory
         again = copy_metadata(source, target, history=True, snapshots=True)
         assert all(r.copied == 0 for r in again)
         assert target.read_system("graph_snapshots").height == source.read_system("graph_snapshots").height
+        assert _runs(target).equals(_runs(source))
+        assert seconds_per_sample(target) == seconds_per_sample(source)
+
+
+def _runs(store: mx.MetadataStore) -> pl.DataFrame:
+    runs = store.read_system(RUNS_TABLE)
+    assert runs is not None
+    return runs.select("feature", "samples", "seconds", "materialization_id", "recorded_at").sort("feature")
 
 
 def test_copy_errors_name_the_problem(store_factory: Callable) -> None:
