@@ -49,11 +49,13 @@ class KeyRestriction:
     ``since``: the keys whose upstream rows or stored row were written at or after this time.
     ``samples_only``: the keys of the given root samples (a partial root update: no orphans).
     ``nothing``: no key at all (nothing changed): the result is empty but typed like any other.
+    ``keys``: the keys in this SELECT (of the key columns, in order).
     """
 
     since: datetime | None = None
     samples_only: bool = False
     nothing: bool = False
+    keys: str | None = None
 
 
 def eligible(cls: type[BaseFeature], plan: ResolvePlan) -> bool:

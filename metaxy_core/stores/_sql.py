@@ -364,6 +364,8 @@ def restriction_keys(
     """
     if restriction is None or restriction.nothing:
         return None
+    if restriction.keys is not None:
+        return restriction.keys
     if restriction.samples_only:
         assert samples_source is not None, "samples_only restricts a root's resolve to its samples"
         return f"SELECT {', '.join(q(k) for k in plan.key_columns)} FROM ({samples_source}) AS ks"

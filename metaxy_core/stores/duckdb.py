@@ -45,7 +45,7 @@ from metaxy_core.increment import Increment
 from metaxy_core.keys import FeatureKey
 from metaxy_core.lineage import ResolvePlan, TableSchema
 from metaxy_core.schema import widened_columns
-from metaxy_core.stores import _queue_lock
+from metaxy_core.stores import _incremental, _queue_lock
 from metaxy_core.stores._incremental import CHECKPOINTS, EVENTS, KeyRestriction, prune_statements
 from metaxy_core.stores._sql import (
     STATUS,
@@ -73,6 +73,8 @@ PARENTS = "metaxy_parents"
 """Expansion parents written with no children (one marker row per parent), per feature table."""
 
 _MAX_DEFAULT_MEMORY = 512 * 2**20
+_CHANGED_FIRST_SHARE = 0.25
+"""Above this share of differing samples an eager resolve fetches the whole diff in one pass."""
 
 
 def _arrow(frame: pl.DataFrame) -> Any:
@@ -446,7 +448,8 @@ class DuckDBMetadataStore(MetadataStore):
         restriction: KeyRestriction | None = None,
     ) -> Increment:
         if samples is None:
-            return self._resolve_sql(plan, None, [], filters, lazy, restriction)
+            narrow = not lazy and restriction is None and _incremental.eligible(cls, plan)
+            return self._resolve_sql(plan, None, [], filters, lazy, restriction, changed_first=narrow)
         # The samples are registered as a view only for as long as a query can read them: an eager
         # resolve releases them at once (a registered Arrow table stays in memory until
         # unregistered), a lazy one when the store closes (its relations read the view until then).
@@ -477,7 +480,14 @@ class DuckDBMetadataStore(MetadataStore):
         filters: list[Any],
         lazy: bool,
         restriction: KeyRestriction | None = None,
+        changed_first: bool = False,
     ) -> Increment:
+        """The increment as DuckDB computes it.
+
+        ``changed_first`` (eager resolves of plans whose keys can be restricted, see
+        :func:`~metaxy_core.stores._incremental.eligible`): find the keys that differ with a narrow
+        comparison first, then fetch the full rows of those keys only (see :meth:`_changed_first`).
+        """
         d = self.dialect
         target_schema = self._schema(plan.feature)
         samples_source = None
@@ -511,7 +521,35 @@ class DuckDBMetadataStore(MetadataStore):
         if expected is None:
             return self._orphans_only(plan, stored, carried, lazy)
         diff = diff_sql(d, plan, expected, stored, carried, removed_fields(plan, target_schema))
+        if changed_first and stored is not None:
+            found = self._changed_first(plan, diff, filters)
+            if found is not None:
+                return found
         return self._split(plan, diff, carried, lazy)
+
+    def _changed_first(self, plan: ResolvePlan, diff: str, filters: list[Any]) -> Increment | None:
+        """Resolve by keys: the differing keys first, then the rows of those keys (None: too many).
+
+        The diff's join holds whatever its rows carry (upstream columns, provenance structs,
+        changed fields) for every sample, in sync or not. Asked only for keys, DuckDB prunes all of
+        that and joins keys and provenance: at 10M samples the full diff spilled to disk for three
+        times as long. The rows of the differing keys are then computed on those keys alone. When
+        most samples differ (a code change), the narrow pass saves nothing: the full diff runs.
+        """
+        keys = ", ".join(q(k) for k in plan.key_columns)
+        changed = self.connection.sql(f"SELECT {keys} FROM ({diff}) AS r").to_arrow_table()
+        if changed.num_rows == 0:
+            return self._resolve_sql(plan, None, [], filters, False, KeyRestriction(nothing=True))
+        stored_rows = int(self._run(f"SELECT count(*) FROM {q(plan.table)}")[0][0])
+        if changed.num_rows > _CHANGED_FIRST_SHARE * stored_rows:
+            return None
+        view = f"__metaxy_changed_{uuid.uuid4().hex[:12]}"
+        self.connection.register(view, changed)
+        try:
+            restriction = KeyRestriction(keys=f"SELECT * FROM {q(view)}")
+            return self._resolve_sql(plan, None, [], filters, False, restriction)
+        finally:
+            self.connection.unregister(view)
 
     def _split(self, plan: ResolvePlan, diff: str, carried: Sequence[str], lazy: bool) -> Increment:
         keys = list(plan.key_columns)
