@@ -459,7 +459,10 @@ class DuckDBMetadataStore(MetadataStore):
             self._lazy_views.append(name)
             return self._resolve_sql(plan, name, samples.columns, filters, lazy, restriction)
         try:
-            return self._resolve_sql(plan, name, samples.columns, filters, lazy, restriction)
+            narrow = restriction is None
+            return self._resolve_sql(
+                plan, name, samples.columns, filters, lazy, restriction, changed_first=narrow
+            )
         finally:
             self.connection.unregister(name)
 
@@ -484,7 +487,7 @@ class DuckDBMetadataStore(MetadataStore):
     ) -> Increment:
         """The increment as DuckDB computes it.
 
-        ``changed_first`` (eager resolves of plans whose keys can be restricted, see
+        ``changed_first`` (eager resolves of roots and of plans whose keys can be restricted, see
         :func:`~metaxy_core.stores._incremental.eligible`): find the keys that differ with a narrow
         comparison first, then fetch the full rows of those keys only (see :meth:`_changed_first`).
         """
@@ -500,6 +503,8 @@ class DuckDBMetadataStore(MetadataStore):
             plan, samples_source, restriction, lambda since: self._changed_keys(plan, since)
         )
         only = None if restriction is None else in_keys(plan.key_columns, keys)
+        if samples_source is not None and restriction is not None and not restriction.samples_only:
+            samples_source = restrict(samples_source, only)
         if plan.missing_required:
             expected = None
         else:
@@ -522,12 +527,19 @@ class DuckDBMetadataStore(MetadataStore):
             return self._orphans_only(plan, stored, carried, lazy)
         diff = diff_sql(d, plan, expected, stored, carried, removed_fields(plan, target_schema))
         if changed_first and stored is not None:
-            found = self._changed_first(plan, diff, filters)
+            found = self._changed_first(plan, diff, filters, samples_view, samples_frame_columns)
             if found is not None:
                 return found
         return self._split(plan, diff, carried, lazy)
 
-    def _changed_first(self, plan: ResolvePlan, diff: str, filters: list[Any]) -> Increment | None:
+    def _changed_first(
+        self,
+        plan: ResolvePlan,
+        diff: str,
+        filters: list[Any],
+        samples_view: str | None,
+        samples_columns: Sequence[str],
+    ) -> Increment | None:
         """Resolve by keys: the differing keys first, then the rows of those keys (None: too many).
 
         The diff's join holds whatever its rows carry (upstream columns, provenance structs,
@@ -539,7 +551,8 @@ class DuckDBMetadataStore(MetadataStore):
         keys = ", ".join(q(k) for k in plan.key_columns)
         changed = self.connection.sql(f"SELECT {keys} FROM ({diff}) AS r").to_arrow_table()
         if changed.num_rows == 0:
-            return self._resolve_sql(plan, None, [], filters, False, KeyRestriction(nothing=True))
+            nothing = KeyRestriction(nothing=True)
+            return self._resolve_sql(plan, samples_view, samples_columns, filters, False, nothing)
         stored_rows = int(self._run(f"SELECT count(*) FROM {q(plan.table)}")[0][0])
         if changed.num_rows > _CHANGED_FIRST_SHARE * stored_rows:
             return None
@@ -547,7 +560,7 @@ class DuckDBMetadataStore(MetadataStore):
         self.connection.register(view, changed)
         try:
             restriction = KeyRestriction(keys=f"SELECT * FROM {q(view)}")
-            return self._resolve_sql(plan, None, [], filters, False, restriction)
+            return self._resolve_sql(plan, samples_view, samples_columns, filters, False, restriction)
         finally:
             self.connection.unregister(view)
 

@@ -220,6 +220,11 @@ def test_incremental_equals_full(
                         else:
                             values[sid] = v
                     inc = store.resolve_update(g.raw, samples=samples(values))
+                    one_pass = store.resolve_update(g.raw, samples=samples(values), lazy=True)
+                    for name, a, b in zip(
+                        ("new", "stale", "orphaned"), frames(inc), frames(one_pass), strict=True
+                    ):
+                        assert a.equals(b), f"step {i}: root {name}\neager:\n{a}\nlazy, one pass:\n{b}"
                 write_rows(store, g.raw, inc, None)
             elif step[0] == "process":
                 _, name, keep = step
