@@ -9,6 +9,7 @@ queries (they would add their own memory to the process). Steps:
 3. first write of the N crop rows, then ``--rewrites`` full rewrites (history grows);
 4. steady ``resolve_update(Crop, full=True)`` (0 changed) and the same as ``lazy=True`` + ``counts()``;
 5. 1% change: video re-resolved and its stale rows written, crop resolved and its stale rows written.
+6. ``compact(keep_versions=1)``: the file size before and after is in the header line.
 
 Per step: the kernel's high-water mark is reset before the step and read after it (peak), and the RSS
 after the step (what the step left behind). The first row is the process before any store work (Python,
@@ -143,6 +144,14 @@ def run_size(n: int, workdir: Path, rewrites: int, duckdb_set: dict[str, str]) -
         step("crop write (1% rows)", lambda frame=one.stale: store.write(crop, frame))
         del one
         check("after", store.resolve_update(crop, lazy=True).counts(), {"new": 0, "stale": 0, "orphaned": 0})
+        store.connection.execute("CHECKPOINT")
+        file_before = db.stat().st_size / MB
+        history_before = store.read(crop, history=True, lazy=True).to_native().count("*").fetchall()[0][0]
+        removed = step("compact(keep_versions=1), every feature", lambda: store.compact([video, crop], keep_versions=1))
+        history_after = store.read(crop, history=True, lazy=True).to_native().count("*").fetchall()[0][0]
+        # crop: the current row and one superseded version per sample are kept
+        if history_after != 2 * n or history_before - history_after != removed["example/crop"]:
+            raise SystemExit(f"[N={n}] compact: crop rows with history {history_before} -> {history_after}, {removed}")
     total = time.perf_counter() - t_total
     rows.append(
         {
@@ -157,6 +166,7 @@ def run_size(n: int, workdir: Path, rewrites: int, duckdb_set: dict[str, str]) -
         "rows": rows,
         "memory_limit": store.memory_limit,
         "file_mb": db.stat().st_size / MB,
+        "file_before_compact_mb": file_before,
         "load": os.getloadavg()[0],
         "duckdb_set": duckdb_set,
     }
@@ -169,7 +179,8 @@ def render(results: list[dict[str, Any]]) -> str:
         extra = f", SET {res['duckdb_set']}" if res["duckdb_set"] else ""
         out.append(
             f"N = {res['n']:,} (store memory_limit {res['memory_limit']}{extra}; load average at end "
-            f"{res['load']:.1f}; file {res['file_mb']:,.0f} MB)\n"
+            f"{res['load']:.1f}; file {res['file_before_compact_mb']:,.0f} MB after the run, "
+            f"{res['file_mb']:,.0f} MB after compaction)\n"
         )
         out.append("| step | seconds | peak RSS MB | RSS after MB |")
         out.append("|---|---:|---:|---:|")

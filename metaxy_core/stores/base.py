@@ -590,7 +590,13 @@ class MetadataStore(abc.ABC):
                 removed[str(cls.spec.key)] = self._compact(cls, keep_versions or 0, before)
             if self.supports_incremental:
                 _incremental.prune(self, force=True)
+            if any(removed.values()):
+                self._reclaim_space()
         return removed
+
+    def _reclaim_space(self) -> None:
+        """Hook: give the space of removed rows back to the disk where the engine does not."""
+        return  # engines that shrink by themselves (or keep no file) need nothing here
 
     def _prune_bookkeeping(self, keep_fingerprints: int, events_before: datetime) -> None:
         """Hook for stores with ``supports_incremental``: in the engine, delete the checkpoint rows

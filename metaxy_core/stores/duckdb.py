@@ -179,7 +179,10 @@ class DuckDBMetadataStore(MetadataStore):
             self._con, read_only = self._external, self.read_only
         else:
             self._con, read_only = self._connect()
-        con = self._con
+        self._configure(self._con, read_only)
+
+    def _configure(self, con: duckdb.DuckDBPyConnection, read_only: bool) -> None:
+        """Session settings and the store's schemas, on a connection just opened."""
         con.execute("SET TimeZone = 'UTC'").fetchall()
         if self.compression == "fast":
             # Provenance hashes are random hex: DuckDB's dictionary+FSST analysis spends ~0.3 s per
@@ -188,8 +191,8 @@ class DuckDBMetadataStore(MetadataStore):
             con.execute("SET disabled_compression_methods = 'dict_fsst'").fetchall()
         if not read_only:
             # A read-only connection cannot create them; every reader checks that a table exists.
-            self._run(f"CREATE SCHEMA IF NOT EXISTS {HISTORY}")
-            self._run(f"CREATE SCHEMA IF NOT EXISTS {SYSTEM}")
+            con.execute(f"CREATE SCHEMA IF NOT EXISTS {HISTORY}").fetchall()
+            con.execute(f"CREATE SCHEMA IF NOT EXISTS {SYSTEM}").fetchall()
 
     def connect_config(self) -> dict[str, Any]:
         """DuckDB settings this store opens its connection with: the memory budget, then ``config``."""
@@ -947,6 +950,42 @@ class DuckDBMetadataStore(MetadataStore):
             self._run("ROLLBACK")
             raise
         return removed
+
+    def _reclaim_space(self) -> None:
+        """Write the database file anew, so that the disk gets back what compaction removed.
+
+        DuckDB reuses the blocks of deleted rows for later writes but keeps the file at its
+        largest size. The kept data is copied into a fresh file beside it, which then replaces the
+        file in one rename while this store still holds the file alone: a crash before the rename
+        leaves the old file whole (the half-written copy is removed next time), one after it the
+        new file. Skipped for in-memory databases, external connections, and sessions whose lazy
+        results still read the connection.
+        """
+        if self.database == ":memory:" or self._external is not None or self._lazy_views or self.read_only:
+            return
+        path = Path(self.database)
+        fresh = path.with_name(path.name + ".compacting")
+        for leftover in (fresh, Path(f"{fresh}.wal")):
+            leftover.unlink(missing_ok=True)
+        self._run("CHECKPOINT")
+        name = self._run("SELECT current_database()")[0][0]
+        literal = "'" + str(fresh).replace("'", "''") + "'"
+        self._run(f"ATTACH {literal} AS __metaxy_fresh")
+        try:
+            self._run(f"COPY FROM DATABASE {q(name)} TO __metaxy_fresh")
+        finally:
+            self._run("DETACH __metaxy_fresh")
+        self.connection.close()
+        self._con = None
+        try:
+            if Path(f"{path}.wal").exists():
+                # unapplied changes would be replayed onto the new file: keep the old one
+                fresh.unlink(missing_ok=True)
+            else:
+                os.replace(fresh, path)
+        finally:
+            self._con = self._connect_with_retry(False, time.monotonic() + self.lock_timeout)
+            self._configure(self._con, False)
 
     # -- read / delete ----------------------------------------------------------------------------
     def _read(

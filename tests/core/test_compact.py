@@ -65,3 +65,28 @@ def test_compact_needs_a_rule(store: mx.MetadataStore) -> None:
         store.compact()
     with pytest.raises(mx.MetadataValidationError, match=">= 0"):
         store.compact(keep_versions=-1)
+
+
+def test_duckdb_file_shrinks_and_stays_usable(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """DuckDB keeps a file at its largest size after deletes: compaction writes it anew."""
+    path = tmp_path / "meta.duckdb"
+    store = mx.DuckDBMetadataStore(database=path)
+    graph = mx.FeatureGraph()
+    with graph.use():
+        doc = define()
+        ids = tuple(f"doc-{i:06d}" for i in range(60_000))
+        with store:
+            for v in range(6):
+                store.write(doc, rows(v, ids))
+        grown = path.stat().st_size
+        (tmp_path / "meta.duckdb.compacting").write_bytes(b"a copy left by a crash")
+        with store:
+            assert store.compact([doc], keep_versions=0) == {"keep/doc": 5 * len(ids)}
+            # the same session goes on writing and reading after the file was swapped
+            store.write(doc, rows(7, ids[:10]))
+            assert store.read(doc, history=True).to_polars().height == len(ids) + 10
+        assert path.stat().st_size < grown / 3, (grown, path.stat().st_size)
+        assert not (tmp_path / "meta.duckdb.compacting").exists()
+        current = store.read(doc).to_polars()
+        assert current.height == len(ids)
+        assert sorted(current["title"].unique()) == ["v5", "v7"]
