@@ -26,7 +26,7 @@ def test_default_budget_is_applied(tmp_path: Path) -> None:
     limit = default_memory_limit()
     assert limit is not None
     mib = int(limit.removesuffix("MiB"))
-    assert 0 < mib <= 512
+    assert 0 < mib <= 256
     store = mx.DuckDBMetadataStore(tmp_path / "m.duckdb")
     assert _setting(store, "memory_limit") == _rendered(limit)
     assert _setting(store, "temp_directory") == f"{tmp_path / 'm.duckdb'}.tmp"
@@ -52,3 +52,19 @@ def test_external_connection_keeps_its_settings(tmp_path: Path) -> None:
         _setting(mx.DuckDBMetadataStore(tmp_path / "m.duckdb", connection=con), "memory_limit") == "300.0 MiB"
     )
     con.close()
+
+
+def test_default_budget_follows_the_largest_table(tmp_path: Path) -> None:
+    """256 MiB for small stores; 100 bytes per row of the largest feature table beyond that (capped)."""
+    assert default_memory_limit(0) == default_memory_limit(1_000_000)
+    big = default_memory_limit(10_000_000)
+    assert big is not None and int(big.removesuffix("MiB")) > 256
+    path = tmp_path / "big.duckdb"
+    con = duckdb.connect(str(path))
+    con.execute("CREATE TABLE main.video AS SELECT range AS i FROM range(4_000_000)")
+    con.close()
+    store = mx.DuckDBMetadataStore(path)
+    assert _setting(store, "memory_limit") == _rendered(default_memory_limit(4_000_000) or "")
+    assert _setting(store, "memory_limit") != _rendered(default_memory_limit(0) or "")
+    # an explicit budget is kept whatever the tables
+    assert _setting(mx.DuckDBMetadataStore(path, memory_limit="300MiB"), "memory_limit") == "300.0 MiB"
