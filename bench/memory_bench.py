@@ -147,11 +147,15 @@ def run_size(n: int, workdir: Path, rewrites: int, duckdb_set: dict[str, str]) -
         store.connection.execute("CHECKPOINT")
         file_before = db.stat().st_size / MB
         history_before = store.read(crop, history=True, lazy=True).to_native().count("*").fetchall()[0][0]
-        removed = step("compact(keep_versions=1), every feature", lambda: store.compact([video, crop], keep_versions=1))
+        removed = step(
+            "compact(keep_versions=1), every feature", lambda: store.compact([video, crop], keep_versions=1)
+        )
         history_after = store.read(crop, history=True, lazy=True).to_native().count("*").fetchall()[0][0]
         # crop: the current row and one superseded version per sample are kept
         if history_after != 2 * n or history_before - history_after != removed["example/crop"]:
-            raise SystemExit(f"[N={n}] compact: crop rows with history {history_before} -> {history_after}, {removed}")
+            raise SystemExit(
+                f"[N={n}] compact: crop rows with history {history_before} -> {history_after}, {removed}"
+            )
     total = time.perf_counter() - t_total
     rows.append(
         {
