@@ -58,7 +58,8 @@ def test_default_budget_follows_the_largest_table(tmp_path: Path) -> None:
     """256 MiB for small stores; 100 bytes per row of the largest feature table beyond that (capped)."""
     assert default_memory_limit(0) == default_memory_limit(1_000_000)
     big = default_memory_limit(10_000_000)
-    assert big is not None and int(big.removesuffix("MiB")) > 256
+    assert big is not None
+    assert int(big.removesuffix("MiB")) > 256
     path = tmp_path / "big.duckdb"
     con = duckdb.connect(str(path))
     con.execute("CREATE TABLE main.video AS SELECT range AS i FROM range(4_000_000)")
