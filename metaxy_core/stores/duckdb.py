@@ -902,6 +902,9 @@ class DuckDBMetadataStore(MetadataStore):
         )
         try:
             replaced = f"rowid IN (SELECT r FROM {q(victims)})"
+            stored = self._run(f"SELECT count(*) FROM {q(table)}")[0][0]
+            if self._run(f"SELECT count(*) FROM {q(victims)}")[0][0] == stored:
+                replaced = "true"  # every stored row is replaced: no row ids to look up
             self._run(f"INSERT INTO {HISTORY}.{q(table)} SELECT * FROM {q(table)} WHERE {replaced}")
             self._run(f"DELETE FROM {q(table)} WHERE {replaced}")
         finally:
