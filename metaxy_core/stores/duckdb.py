@@ -19,10 +19,9 @@ releases them before it returns, a lazy one keeps them until the store closes (t
 Memory: DuckDB's own default budget is 80% of RAM per process, so a few large resolves side by side
 can exhaust a machine. A store that opens its own connection gives DuckDB
 ``memory_limit`` = 256 MiB or 100 bytes per row of its largest feature table, whichever is more, at
-most 25% of RAM
-(see :func:`default_memory_limit`), and spills to
-``<database>.tmp`` beside the file; ``memory_limit=`` or ``config={"memory_limit": ...}`` override it,
-``memory_limit=None`` keeps DuckDB's default. An external ``connection`` keeps its own settings.
+most 25% of RAM (see :func:`default_memory_limit`), and spills to ``<database>.tmp`` beside the
+file; ``memory_limit=`` or ``config={"memory_limit": ...}`` override it, ``memory_limit=None`` keeps
+DuckDB's default. An external ``connection`` keeps its own settings.
 """
 
 import contextlib
@@ -109,13 +108,12 @@ def default_memory_limit(rows: int = 0) -> str | None:
     """The DuckDB ``memory_limit`` a store uses unless told otherwise, for a largest table of ``rows``.
 
     256 MiB, or 100 bytes per row of the largest feature table when that is more (about 1 GB at
-    ten million rows), at most a quarter of RAM. DuckDB
-    keeps the table blocks it read or wrote cached up to its budget, so the budget is most of a
-    process's memory: at a million samples with ten versions of history a 4 GiB budget ended at a
-    3.2 GB peak, 256 MiB at 0.9 GB with resolves as fast. Larger tables get more: their writes and
-    joins spill to disk beside the file otherwise (at ten million rows a 256 MiB budget made a full
-    rewrite 1.3x slower). A quarter of RAM leaves room for the pipeline itself and for other
-    processes sharing the file.
+    ten million rows), at most a quarter of RAM. DuckDB keeps the table blocks it read or wrote
+    cached up to its budget, so the budget is most of a process's memory: at a million samples
+    with ten versions of history a 4 GiB budget ended at a 3.2 GB peak, 256 MiB at 0.9 GB with
+    resolves as fast. Larger tables get more: their writes and joins spill to disk beside the file
+    otherwise (at ten million rows a 256 MiB budget made a full rewrite 1.3x slower). A quarter of
+    RAM leaves room for the pipeline itself and for other processes sharing the file.
     """
     total = _total_memory()
     if total is None:
