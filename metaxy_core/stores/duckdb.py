@@ -885,7 +885,8 @@ class DuckDBMetadataStore(MetadataStore):
             else:
                 select.append("NULL")
         insert = f"INSERT INTO {q(table)} SELECT {', '.join(select)} FROM {q(incoming)} AS i"
-        if self._run(f"SELECT count(*) FROM {q(table)}")[0][0] == 0:
+        stored = self._run(f"SELECT count(*) FROM {q(table)}")[0][0]
+        if stored == 0:
             self._run(insert)
             return
         key_match = " AND ".join(f"t.{q(c)} = k.{q(c)}" for c in replace_key)
@@ -900,7 +901,6 @@ class DuckDBMetadataStore(MetadataStore):
         )
         try:
             replaced = f"rowid IN (SELECT r FROM {q(victims)})"
-            stored = self._run(f"SELECT count(*) FROM {q(table)}")[0][0]
             if self._run(f"SELECT count(*) FROM {q(victims)}")[0][0] == stored:
                 replaced = "true"  # every stored row is replaced: no row ids to look up
             self._run(f"INSERT INTO {HISTORY}.{q(table)} SELECT * FROM {q(table)} WHERE {replaced}")
