@@ -69,14 +69,16 @@ Stat = Callable[[list[float]], float]
 def measure_many(fns: dict[str, Callable[[], Any]], repeat: int, stat: Stat = min) -> dict[str, Measured]:
     """Run each function ``repeat`` times, interleaved (a, b, c, a, b, c, ...), so background load hits
     the store and its floor alike. Per function: wall and CPU time summarised with ``stat`` (``min``,
-    best of R, is robust when other processes share the cores) and peak RSS."""
+    best of R, is robust when other processes share the cores) and peak RSS. Each round starts by
+    dropping the previous round's results, so a function's peak is its own work plus the results of
+    the functions before it in the same round: put the one whose result is kept (and large) last."""
     walls: dict[str, list[float]] = {k: [] for k in fns}
     cpus: dict[str, list[float]] = {k: [] for k in fns}
     rss: dict[str, float] = dict.fromkeys(fns, 0.0)
     results: dict[str, Any] = {}
     for _ in range(repeat):
+        results.clear()
         for name, fn in fns.items():
-            results[name] = None  # drop the previous run's frames before the next one starts
             gc.collect()
             _reset_peak_rss()
             wall, cpu = time.perf_counter(), time.process_time()

@@ -79,6 +79,8 @@ _COMPACT_ROWS_PER_PASS = 4_000_000
 """History rows ranked per pass of a compaction (see ``_compact``)."""
 _CHANGED_FIRST_SHARE = 0.25
 """Above this share of differing samples an eager resolve fetches the whole diff in one pass."""
+_DEAD_ROW_SHARE = 0.2
+"""A write rewrites a feature table once its deleted row slots exceed this share of its rows."""
 
 
 def _arrow(frame: pl.DataFrame) -> Any:
@@ -218,6 +220,10 @@ class DuckDBMetadataStore(MetadataStore):
         # Results leave DuckDB as Arrow string views, which polars takes over without copying
         # (plain Arrow strings would be copied into views: one more copy of every resolved string).
         settings: dict[str, Any] = {"arrow_output_version": "1.4", "produce_arrow_string_view": True}
+        # DuckDB's checkpoint "vacuums" row groups that lost rows by rewriting them merged: after a
+        # 1% rewrite of 10M rows, where every row group lost some rows, that took 5.6 s of a 6 s
+        # write (0.2 s without). The store reclaims deleted slots itself, in bulk (_drop_dead_rows).
+        settings["max_vacuum_tasks"] = 0
         if self.memory_limit is not None:
             settings["memory_limit"] = self.memory_limit
         if self.database != ":memory:":
@@ -907,7 +913,30 @@ class DuckDBMetadataStore(MetadataStore):
             self._run(f"DELETE FROM {q(table)} WHERE {replaced}")
         finally:
             self._run(f"DROP TABLE IF EXISTS {q(victims)}")
+        self._drop_dead_rows(table)
         self._run(insert)
+
+    def _drop_dead_rows(self, table: str) -> None:
+        """Rewrite ``table`` with its live rows alone once its deleted slots pass ``_DEAD_ROW_SHARE``.
+
+        A DELETE only marks rows, and the store turns off DuckDB's checkpoint vacuum (see
+        ``connect_config``), so every partial rewrite leaves its old rows' slots behind for scans to
+        skip. Rewriting the live rows when a fifth of the slots are dead keeps scans within 1.25x of
+        a compact table at a cost spread over the writes that made the slots: at 1% per write, one
+        copy of the table per twenty writes. Row groups whose rows were all deleted are freed by
+        the checkpoint itself and cost nothing here. Runs inside the write's transaction.
+        """
+        slots = self._run(
+            "SELECT estimated_size FROM duckdb_tables() WHERE schema_name = 'main' AND table_name = ?",
+            [table],
+        )
+        live = self._run(f"SELECT count(*) FROM {q(table)}")[0][0]
+        if not slots or live == 0 or slots[0][0] - live <= _DEAD_ROW_SHARE * live:
+            return
+        fresh = f"__metaxy_rewrite_{uuid.uuid4().hex[:12]}"
+        self._run(f"CREATE TABLE {q(fresh)} AS SELECT * FROM {q(table)}")
+        self._run(f"DROP TABLE {q(table)}")
+        self._run(f"ALTER TABLE {q(fresh)} RENAME TO {q(table)}")
 
     # -- schema changes ---------------------------------------------------------------------------
     def _duckdb_type(self, dtype: pl.DataType) -> str:
@@ -1066,6 +1095,7 @@ class DuckDBMetadataStore(MetadataStore):
             else:
                 self._run(f"DELETE FROM {HISTORY}.{table} AS t USING {selection} WHERE {key_match}")
                 self._run(f"DELETE FROM {table} AS t USING {selection} WHERE {key_match}")
+            self._drop_dead_rows(cls.spec.key.table_name)
             self._run("COMMIT")
         except BaseException:
             self._run("ROLLBACK")
