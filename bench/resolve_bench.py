@@ -195,7 +195,9 @@ def run_size(
                 f"store lazy counts now {store_again}; the DuckDB settings were {duckdb_config or 'default'}."
             )
         if m["floor_rows"].result != sum(want.values()):
-            raise SystemExit(f"[N={n}] floor rows {step}: {m['floor_rows'].result}, want {sum(want.values())}")
+            raise SystemExit(
+                f"[N={n}] floor rows {step}: {m['floor_rows'].result}, want {sum(want.values())}"
+            )
         for mode, floor, label, note in (
             ("eager", "floor_rows", "eager (polars)", "floor = rows as Arrow"),
             ("lazy", "floor_counts", "lazy counts()", counts_note or "floor = counts"),

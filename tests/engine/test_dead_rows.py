@@ -35,8 +35,8 @@ def _rows(uids: list[str], version: int) -> pl.DataFrame:
 def _slots(store: mx.DuckDBMetadataStore) -> tuple[int, int]:
     """(row slots, live rows) of the doc table."""
     con = store.connection
-    slots = con.execute("SELECT estimated_size FROM duckdb_tables() WHERE table_name = 'doc'").fetchall()[0][0]
-    return int(slots), int(con.execute("SELECT count(*) FROM doc").fetchall()[0][0])
+    slots = con.execute("SELECT estimated_size FROM duckdb_tables() WHERE table_name = 'doc'").fetchall()
+    return int(slots[0][0]), int(con.execute("SELECT count(*) FROM doc").fetchall()[0][0])
 
 
 def _current(store: mx.MetadataStore, doc: type[mx.BaseFeature]) -> dict[str, int]:
@@ -98,7 +98,9 @@ def test_hard_delete_reclaims_slots(tmp_path: Path) -> None:
         assert sorted(_current(store, doc)) == UIDS[N // 2 :]
 
 
-def test_failed_write_after_a_rewrite_changes_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_failed_write_after_a_rewrite_changes_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     doc = _doc()
     store = mx.DuckDBMetadataStore(tmp_path / "m.duckdb")
     monkeypatch.setattr(duckdb_store, "_DEAD_ROW_SHARE", 0.0)  # every partial rewrite rewrites the table
