@@ -25,6 +25,7 @@ DuckDB's default. An external ``connection`` keeps its own settings.
 """
 
 import contextlib
+import logging
 import os
 import random
 import time
@@ -67,6 +68,8 @@ from metaxy_core.stores._sql import (
     stored_sql,
 )
 from metaxy_core.stores.base import MetadataStore, ParentCover, require_open
+
+_log = logging.getLogger(__name__)
 
 HISTORY = "metaxy_history"
 SYSTEM = "metaxy_system"
@@ -734,6 +737,7 @@ class DuckDBMetadataStore(MetadataStore):
             except BaseException:
                 self._run("ROLLBACK")
                 raise
+            self._drop_dead_rows(table)
         except duckdb.ConversionException as exc:
             raise MetadataValidationError(
                 f"write({cls.spec.key}): a value does not fit the stored column type ({exc}). Convert the column to "
@@ -913,30 +917,46 @@ class DuckDBMetadataStore(MetadataStore):
             self._run(f"DELETE FROM {q(table)} WHERE {replaced}")
         finally:
             self._run(f"DROP TABLE IF EXISTS {q(victims)}")
-        self._drop_dead_rows(table)
         self._run(insert)
 
     def _drop_dead_rows(self, table: str) -> None:
-        """Rewrite ``table`` with its live rows alone once its deleted slots pass ``_DEAD_ROW_SHARE``.
+        """After a committed change: rewrite ``table`` with its live rows alone if a fifth of its row
+        slots hold deleted rows (``_DEAD_ROW_SHARE``).
 
         A DELETE only marks rows, and the store turns off DuckDB's checkpoint vacuum (see
         ``connect_config``), so every partial rewrite leaves its old rows' slots behind for scans to
-        skip. Rewriting the live rows when a fifth of the slots are dead keeps scans within 1.25x of
-        a compact table at a cost spread over the writes that made the slots: at 1% per write, one
-        copy of the table per twenty writes. Row groups whose rows were all deleted are freed by
-        the checkpoint itself and cost nothing here. Runs inside the write's transaction.
+        skip. Row groups whose rows were all deleted (a full rewrite) cost nothing: the next
+        checkpoint frees them, so one is run before judging. Rewriting the rest when a fifth of the
+        slots are dead keeps scans within 1.25x of a compact table, at a cost spread over the writes
+        that made the slots: at 1% per write, one copy of the table per twenty writes. The rewrite
+        is its own transaction; if it fails the committed change stands and only the slots stay.
         """
-        slots = self._run(
-            "SELECT estimated_size FROM duckdb_tables() WHERE schema_name = 'main' AND table_name = ?",
-            [table],
-        )
-        live = self._run(f"SELECT count(*) FROM {q(table)}")[0][0]
-        if not slots or live == 0 or slots[0][0] - live <= _DEAD_ROW_SHARE * live:
+
+        def dead_share() -> float:
+            slots = self._run(
+                "SELECT estimated_size FROM duckdb_tables() WHERE schema_name = 'main' AND table_name = ?",
+                [table],
+            )
+            live = self._run(f"SELECT count(*) FROM {q(table)}")[0][0]
+            return (slots[0][0] - live) / live if slots and live else 0.0
+
+        if dead_share() <= _DEAD_ROW_SHARE:
             return
         fresh = f"__metaxy_rewrite_{uuid.uuid4().hex[:12]}"
-        self._run(f"CREATE TABLE {q(fresh)} AS SELECT * FROM {q(table)}")
-        self._run(f"DROP TABLE {q(table)}")
-        self._run(f"ALTER TABLE {q(fresh)} RENAME TO {q(table)}")
+        try:
+            self._run("CHECKPOINT")
+            if dead_share() <= _DEAD_ROW_SHARE:
+                return
+            self._in_transaction(
+                f"reclaiming the deleted row slots of {table}",
+                [
+                    (f"CREATE TABLE {q(fresh)} AS SELECT * FROM {q(table)}", None),
+                    (f"DROP TABLE {q(table)}", None),
+                    (f"ALTER TABLE {q(fresh)} RENAME TO {q(table)}", None),
+                ],
+            )
+        except duckdb.Error as exc:
+            _log.warning("%s: the change is committed; reclaiming deleted row slots failed: %s", table, exc)
 
     # -- schema changes ---------------------------------------------------------------------------
     def _duckdb_type(self, dtype: pl.DataType) -> str:
@@ -1095,9 +1115,10 @@ class DuckDBMetadataStore(MetadataStore):
             else:
                 self._run(f"DELETE FROM {HISTORY}.{table} AS t USING {selection} WHERE {key_match}")
                 self._run(f"DELETE FROM {table} AS t USING {selection} WHERE {key_match}")
-            self._drop_dead_rows(cls.spec.key.table_name)
             self._run("COMMIT")
         except BaseException:
             self._run("ROLLBACK")
             raise
+        if not soft:
+            self._drop_dead_rows(cls.spec.key.table_name)
         return count
