@@ -256,9 +256,9 @@ def run_size(
         del cold
 
         # (1b) writes of crop: first write, then full rewrites (each moves N rows to history).
-        once("crop write (first, N rows)", lambda: store.write(crop, crop_rows), "write")
+        once("crop write (first, N rows)", lambda rows=crop_rows: store.write(crop, rows), "write")
         reopen()
-        rewrites = measure(lambda: store.write(crop, crop_rows), STEADY_REWRITES)
+        rewrites = measure(lambda rows=crop_rows: store.write(crop, rows), STEADY_REWRITES)
         rows.append(
             Row(
                 f"crop rewrite (all N replaced), {STAT.__name__} of {STEADY_REWRITES}",
@@ -272,6 +272,7 @@ def run_size(
                 cpu=rewrites.cpu,
             )
         )
+        del crop_rows  # a pipeline does not keep what it wrote; neither does the benchmark
         history = store.connection.sql("SELECT count(*) FROM metaxy_history.example__crop").fetchall()[0][0]
         notes.append(f"crop history rows after rewrites: {history:,} ({history // n} versions per sample)")
 

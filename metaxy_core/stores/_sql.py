@@ -6,7 +6,7 @@ stored current rows in a single FULL OUTER JOIN, labelling each differing key ``
 :class:`SqlDialect`; subclasses override only what differs.
 """
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -387,30 +387,41 @@ def dep_key_columns(plan: ResolvePlan, dep: DepPlan) -> list[str]:
 
 
 def changed_keys_sql(
-    d: SqlDialect,
+    d: SqlDialect | None,
     plan: ResolvePlan,
     dep_tables: dict[int, str],
     target_table: str | None,
     since: datetime,
+    *,
+    stamps: Mapping[int | None, str] | None = None,
 ) -> str:
     """Target keys whose upstream rows or own stored row were written at or after ``since``.
 
     ``dep_tables`` / ``target_table``: SELECTs of the stored rows of each upstream and of the target
     (every version a store may still show; more rows only means more keys to recheck). Only for
     identity lineage, where an upstream row's key columns are the target's key columns.
+    ``stamps``: ``since`` as a literal per table (dep index; None for the target), for engines that
+    store times in a per-column form (SQLite: integers in each column's unit) instead of ``d``'s.
     """
-    stamp = d.timestamp(since)
+
+    def stamp(table: int | None) -> str:
+        if stamps is not None:
+            return stamps[table]
+        assert d is not None
+        return d.timestamp(since)
+
     parts = []
     for dep in plan.deps:
         cols = ", ".join(
             f"{q(src)} AS {q(k)}" for src, k in zip(dep_key_columns(plan, dep), plan.key_columns, strict=True)
         )
         parts.append(
-            f"SELECT {cols} FROM ({dep_tables[dep.index]}) AS c{dep.index} WHERE {q(C.UPDATED_AT)} >= {stamp}"
+            f"SELECT {cols} FROM ({dep_tables[dep.index]}) AS c{dep.index} "
+            f"WHERE {q(C.UPDATED_AT)} >= {stamp(dep.index)}"
         )
     if target_table is not None:
         keys = ", ".join(q(k) for k in plan.key_columns)
-        parts.append(f"SELECT {keys} FROM ({target_table}) AS ct WHERE {q(C.UPDATED_AT)} >= {stamp}")
+        parts.append(f"SELECT {keys} FROM ({target_table}) AS ct WHERE {q(C.UPDATED_AT)} >= {stamp(None)}")
     return f"SELECT DISTINCT * FROM ({' UNION ALL '.join(parts)}) AS changed"
 
 

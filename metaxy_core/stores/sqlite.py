@@ -30,7 +30,7 @@ import contextlib
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -47,8 +47,8 @@ from metaxy_core.lineage import ResolvePlan, TableSchema
 from metaxy_core.schema import widened_columns
 from metaxy_core.stores import _polars as P
 from metaxy_core.stores import _sqlite_io as io
-from metaxy_core.stores._incremental import KeyRestriction
-from metaxy_core.stores._sql import NOTHING, in_keys, q
+from metaxy_core.stores._incremental import CHECKPOINTS, EVENTS, KeyRestriction, doomed_checkpoints_sql
+from metaxy_core.stores._sql import NOTHING, changed_keys_sql, dep_key_columns, in_keys, q
 from metaxy_core.stores.base import MetadataStore, ParentCover
 
 HISTORY = "metaxy_history."
@@ -73,6 +73,11 @@ class SQLiteMetadataStore(MetadataStore):
     """
 
     kind = "sqlite"
+    supports_incremental = True
+    incremental_lag = timedelta(minutes=5)
+    """Several processes may write the file: a row is stamped before its write waits for the lock
+    (up to ``busy_timeout``) and commits, so an incremental resolve looks this far back again
+    (at least twice the busy timeout)."""
     supports_parent_markers = True
 
     def __init__(
@@ -87,6 +92,7 @@ class SQLiteMetadataStore(MetadataStore):
         super().__init__(hash_algorithm=hash_algorithm, hash_length=hash_length)
         self.database = str(database)
         self.busy_timeout = busy_timeout
+        self.incremental_lag = max(type(self).incremental_lag, timedelta(seconds=2 * busy_timeout))
         self.driver = driver
         self._con: io.Connection | None = None
         self._in_transaction = False
@@ -232,10 +238,12 @@ class SQLiteMetadataStore(MetadataStore):
             frame = _polars_filters(frame.lazy(), filters).collect().select(list(columns))
         return frame
 
-    def _live(self, table: str, columns: Sequence[str], filters: Sequence[Any]) -> pl.DataFrame:
+    def _live(
+        self, table: str, columns: Sequence[str], filters: Sequence[Any], where: Sequence[str] = ()
+    ) -> pl.DataFrame:
         schema = self._logical(table)
         assert schema is not None
-        return self._select(q(table), schema, columns, filters, [f"{q(C.DELETED_AT)} IS NULL"])
+        return self._select(q(table), schema, columns, filters, [f"{q(C.DELETED_AT)} IS NULL", *where])
 
     # -- system tables ----------------------------------------------------------------------------
     def _append_system(self, name: str, frame: pl.DataFrame) -> None:
@@ -305,6 +313,13 @@ class SQLiteMetadataStore(MetadataStore):
         h = self.hasher
         with self._transaction(write=False), contextlib.ExitStack() as stack:
             target = self._logical(plan.table)
+            # An incremental resolve reads only the keys written since its checkpoint, on both sides
+            # (identity lineage: an upstream row's key columns are the target's); "nothing" reads none.
+            changed: str | None = None
+            if restriction is not None and restriction.since is not None:
+                keys = list(plan.key_columns)
+                staged = stack.enter_context(self._staged_changed(plan, restriction.since))
+                changed = f"SELECT {', '.join(q(k) for k in keys)} FROM {staged}"
             stored = None
             if target is not None:
                 source, schema = self._stored_source(plan, target)
@@ -314,6 +329,8 @@ class SQLiteMetadataStore(MetadataStore):
                     keys = list(plan.key_columns)
                     staged = stack.enter_context(self._staged(io.encode(samples.select(keys)), keys))
                     where.append(in_keys(keys, f"SELECT {', '.join(q(k) for k in keys)} FROM {staged}"))
+                elif changed is not None:
+                    where.append(in_keys(plan.key_columns, changed))
                 elif restriction is not None:
                     where.append(NOTHING)
                 rows = self._select(source, schema, P.stored_columns(plan), filters, where)
@@ -326,12 +343,62 @@ class SQLiteMetadataStore(MetadataStore):
                 for dep in plan.deps:
                     schema = self._logical(dep.table)
                     assert schema is not None
-                    rows = self._live(dep.table, P.dep_columns(dep), dep.filters)
+                    if changed is not None:
+                        only = [in_keys(dep_key_columns(plan, dep), changed)]
+                    elif restriction is not None and restriction.nothing:
+                        only = [NOTHING]
+                    else:
+                        only = []
+                    rows = self._live(dep.table, P.dep_columns(dep), dep.filters, only)
                     deps.append(P.dep_frame(dep, rows.lazy(), pl.Schema(schema), h))
         expected, carried = P.expected_frame(plan, samples, deps, h)
-        if restriction is not None and not restriction.samples_only:
-            expected = expected.head(0)  # only "nothing" reaches a store without incremental support
         return P.increment(plan, _polars_filters(expected, filters), carried, stored, lazy)
+
+    # -- incremental resolves ---------------------------------------------------------------------
+    def _changed_keys(self, plan: ResolvePlan, since: datetime) -> str:
+        # Every stored row, soft-deleted ones included: deletes are change events of their own.
+        # Times are stored as integers in each column's unit, so each table gets its own cutoff.
+        stamps: dict[int | None, str] = {dep.index: self._cutoff(dep.table, since) for dep in plan.deps}
+        target = None
+        if self._logical(plan.table) is not None:
+            target = f"SELECT * FROM {q(plan.table)}"
+            stamps[None] = self._cutoff(plan.table, since)
+        deps = {dep.index: f"SELECT * FROM {q(dep.table)}" for dep in plan.deps}
+        return changed_keys_sql(None, plan, deps, target, since, stamps=stamps)
+
+    def _cutoff(self, table: str, at: datetime, column: str = C.UPDATED_AT) -> str:
+        """``at`` as the integer ``table`` stores ``column``'s times as."""
+        schema = self._logical(table)
+        assert schema is not None
+        return str(int(pl.Series([at]).cast(schema[column]).to_physical()[0]))
+
+    @contextmanager
+    def _staged_changed(self, plan: ResolvePlan, since: datetime) -> Iterator[str]:
+        """The changed keys (see ``_changed_keys``) as an indexed temporary table."""
+        name = f"{_ROWID}_changed_{uuid.uuid4().hex[:12]}"
+        keys = ", ".join(q(k) for k in plan.key_columns)
+        self._run(f"CREATE TEMP TABLE {q(name)} AS {self._changed_keys(plan, since)}")
+        try:
+            self._run(f"CREATE INDEX temp.{q(name + '_k')} ON {q(name)} ({keys})")
+            yield f"temp.{q(name)}"
+        finally:
+            self._run(f"DROP TABLE IF EXISTS temp.{q(name)}")
+
+    def _count_changed(self, plan: ResolvePlan, since: datetime) -> int:
+        with self._transaction(write=False):
+            return int(self._run(f"SELECT count(*) FROM ({self._changed_keys(plan, since)}) AS c")[0][0])
+
+    def _prune_bookkeeping(self, keep_fingerprints: int, events_before: datetime) -> None:
+        checkpoints, events = SYSTEM + CHECKPOINTS, SYSTEM + EVENTS
+        with self._transaction(write=True):
+            if self._logical(checkpoints) is not None:
+                cols = '"feature", "fingerprint", "since"'
+                doomed = doomed_checkpoints_sql(q(checkpoints), keep_fingerprints)
+                self._run(
+                    f"DELETE FROM {q(checkpoints)} WHERE ({cols}) IN (SELECT {cols} FROM ({doomed}) AS d)"
+                )
+            if self._logical(events) is not None:
+                self._run(f'DELETE FROM {q(events)} WHERE "at" < {self._cutoff(events, events_before, "at")}')
 
     # -- history retention ------------------------------------------------------------------------
     def _compact(self, cls: type[BaseFeature], keep_versions: int, before: datetime | None) -> int:

@@ -286,6 +286,29 @@ def test_delete_voids_checkpoints(store: mx.MetadataStore) -> None:
         assert inc.orphaned.to_polars()["sid"].to_list() == ["c"]
 
 
+def test_direct_writes_to_the_target_are_examined(store: mx.MetadataStore) -> None:
+    """Rows written to the feature itself after it was in sync (here with provenance that matches
+    nothing upstream) are rechecked although no upstream row changed."""
+    g = build_graph()
+    store.incremental_lag = timedelta(0)
+    with g.graph.use():
+        settle(store, g, {sid: "v" for sid in IDS})
+        scribbled = (
+            store.read(g.crop)
+            .to_polars()
+            .filter(pl.col("sid") == "d")
+            .select("sid", "crop_path", C.PROVENANCE_BY_FIELD)
+            .with_columns(pl.struct(audio=pl.lit("old"), frames=pl.lit("old")).alias(C.PROVENANCE_BY_FIELD))
+        )
+        store.write(g.crop, scribbled)
+        inc = store.resolve_update(g.crop)
+        assert inc.stale.to_polars()["sid"].to_list() == ["d"]
+        assert all(
+            a.equals(b)
+            for a, b in zip(frames(inc), frames(store.resolve_update(g.crop, full=True)), strict=True)
+        )
+
+
 def test_partial_root_update(store: mx.MetadataStore) -> None:
     """partial=True: the given samples are compared, the other stored samples are not orphaned."""
     g = build_graph()

@@ -290,3 +290,70 @@ def test_a_failed_replacement_leaves_nothing_half_written(
     with store:
         assert store.read(ns["Doc"], columns=["run"]).to_polars()["run"].to_list() == ["old"] * 50
         assert store.read(ns["Doc"], history=True).to_polars().height == 50
+
+
+@pytest.mark.parametrize("lag", ["default", "zero"])
+def test_a_write_waiting_for_the_lock_during_a_checkpoint_is_not_missed(tmp_path: Path, lag: str) -> None:
+    """A write stamps its rows, then waits for the write lock while another process's resolve finds
+    the feature in sync and records a checkpoint. The rows commit with stamps older than that
+    checkpoint; the next incremental resolve still examines them because it looks back
+    ``incremental_lag`` (the default covers twice the busy timeout). With no lag it misses them:
+    the race is real."""
+    import threading
+
+    from tests.core.test_incremental import build_graph, samples, settle
+
+    g = build_graph()
+    path = tmp_path / "m.sqlite"
+    reader = SQLiteMetadataStore(path, busy_timeout=10)
+    if lag == "zero":
+        reader.incremental_lag = dt.timedelta(0)
+    values = {sid: "v" for sid in "abcd"}
+    with g.graph.use():
+        with reader:
+            settle(reader, g, values)
+            # crop's own row "a" written again as it was: the next resolve examines it, finds it
+            # in sync and records a new checkpoint (one that examined nothing would not).
+            same = reader.read(g.crop).to_polars().filter(pl.col("sid") == "a")
+            reader.write(g.crop, same.select("sid", "crop_path", C.PROVENANCE_BY_FIELD))
+        writer = SQLiteMetadataStore(path, busy_timeout=10)
+        with writer:
+            change = writer.resolve_update(g.raw, samples=samples(values | {"b": "w"})).stale
+        # Both stores are open before another process takes the write lock for 2 s.
+        ready, go = threading.Event(), threading.Event()
+        failures: list[BaseException] = []
+
+        def write() -> None:
+            try:
+                with writer:
+                    ready.set()
+                    go.wait(30)
+                    writer.write(g.raw, change)  # stamped now, committed once the lock is free
+            except BaseException as exc:  # pragma: no cover - reported below
+                failures.append(exc)
+
+        thread = threading.Thread(target=write)
+        thread.start()
+        assert ready.wait(30)
+        with reader:
+            hold = (
+                "import sqlite3, sys, time; con = sqlite3.connect(sys.argv[1], isolation_level=None); "
+                "con.execute('BEGIN IMMEDIATE'); print('locked', flush=True); time.sleep(2); "
+                "con.execute('ROLLBACK')"
+            )
+            blocker = subprocess.Popen(
+                [sys.executable, "-c", hold, str(path)], stdout=subprocess.PIPE, text=True
+            )
+            assert blocker.stdout is not None
+            assert blocker.stdout.readline().strip() == "locked"
+            go.set()
+            time.sleep(0.5)
+            first = reader.resolve_update(g.crop)  # reads the last commit, then waits to record
+            assert first.is_empty, first.counts()  # the write is not committed yet: in sync
+        thread.join(30)
+        assert blocker.wait(30) == 0
+        assert not failures
+        with reader:
+            stale = reader.resolve_update(g.crop).stale.to_polars()["sid"].to_list()
+            assert reader.resolve_update(g.crop, full=True).stale.to_polars()["sid"].to_list() == ["b"]
+    assert stale == (["b"] if lag == "default" else [])
