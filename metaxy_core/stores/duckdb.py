@@ -1021,6 +1021,8 @@ class DuckDBMetadataStore(MetadataStore):
         rows = int(self._run(f"SELECT count(*) FROM {history}")[0][0])
         groups = max(1, -(-rows // _COMPACT_ROWS_PER_PASS))
         by_ids = ", ".join(q(c) for c in ids)
+        if not self._may_compact(history, by_ids, keep_versions, before):
+            return 0
         in_group = f"hash({by_ids}) % {groups} = {{group}}"
         # The kept rows are copied into a fresh table that then replaces the history table, rather
         # than the removed ones deleted: DuckDB keeps per-vector delete information in memory, and
@@ -1046,6 +1048,23 @@ class DuckDBMetadataStore(MetadataStore):
         ]
         self._in_transaction(f"compact({cls.spec.key})", statements)
         return rows - int(self._run(f"SELECT count(*) FROM {history}")[0][0])
+
+    def _may_compact(self, history: str, by_ids: str, keep_versions: int, before: datetime | None) -> bool:
+        """False when no history row can be removed, so compaction need not copy the table.
+
+        Two cheap proofs: no row was written before ``before``, or no sample has more than
+        ``keep_versions`` versions (one aggregate, no window, no copy). Otherwise True.
+        """
+        if before is not None:
+            older = (
+                f"SELECT 1 FROM {history} WHERE {q(C.UPDATED_AT)} < {self.dialect.timestamp(before)} LIMIT 1"
+            )
+            if not self._run(older):
+                return False
+        most = self._run(f"SELECT max(n) FROM (SELECT count(*) AS n FROM {history} GROUP BY {by_ids}) AS v")[
+            0
+        ][0]
+        return most is not None and int(most) > keep_versions
 
     def _reclaim_space(self) -> None:
         """Write the database file anew, so that the disk gets back what compaction removed.

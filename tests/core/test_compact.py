@@ -100,3 +100,28 @@ def test_duckdb_file_shrinks_and_stays_usable(tmp_path, monkeypatch) -> None:  #
         current = store.read(doc).to_polars()
         assert current.height == len(ids)
         assert sorted(current["title"].unique()) == ["v5", "v7"]
+
+
+def test_duckdb_compaction_that_removes_nothing_copies_nothing(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """DuckDB compaction replaces a history table with a copy of its kept rows; when nothing can go
+    (no sample has more versions than kept, or nothing is older than the age), the table stays."""
+    store = mx.DuckDBMetadataStore(database=tmp_path / "meta.duckdb")
+    graph = mx.FeatureGraph()
+
+    def history_oid() -> int:
+        found = store.connection.execute(
+            "SELECT table_oid FROM duckdb_tables() WHERE schema_name = 'metaxy_history' AND table_name = 'keep__doc'"
+        ).fetchall()
+        return int(found[0][0])
+
+    with graph.use(), store:
+        doc = define()
+        for v in range(4):
+            store.write(doc, rows(v))
+        before = history_oid()
+        assert store.compact([doc], keep_versions=3) == {"keep/doc": 0}
+        assert store.compact([doc], keep_versions=0, older_than=timedelta(hours=1)) == {"keep/doc": 0}
+        assert history_oid() == before
+        assert store.compact([doc], keep_versions=2) == {"keep/doc": 2}
+        assert history_oid() != before
+        assert versions(store, doc) == {"a": ["v1", "v2", "v3"], "b": ["v1", "v2", "v3"]}
