@@ -248,7 +248,13 @@ def test_observation_learns_a_delete_made_outside_dagster(project: Project) -> N
     import metaxy_core as mx
     from example_project.features import VideoChunk
 
-    server = project.server
+    server, media = project.server, project.media
+    if (
+        _statuses(server)["video/faces"] == "MISSING"
+    ):  # on a worker of its own (pytest-xdist): run it all first
+        if not media.list_video_ids():
+            media.generate_videos(3)
+        assert server.wait_run(server.launch(ALL_ASSETS))[0] == "SUCCESS"
     _observe(server)  # whatever the previous test left, Dagster agrees with the store now
     before = server.data_version(["video", "chunk"])
     assert _statuses(server)["video/faces"] == "FRESH"
