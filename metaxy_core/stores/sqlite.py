@@ -415,9 +415,7 @@ class SQLiteMetadataStore(MetadataStore):
             )
             condition = f"n > {int(keep_versions)}"
             if before is not None:
-                # timestamps are stored as integers in the column's time unit
-                cutoff = int(pl.Series([before]).cast(schema[C.UPDATED_AT]).to_physical()[0])
-                condition += f" AND at < {cutoff}"
+                condition += f" AND at < {self._cutoff(cls.spec.key.table_name, before)}"
             self._run(
                 f"DELETE FROM {q(history)} WHERE rowid IN (SELECT r FROM ({ranked}) AS k WHERE {condition})"
             )
